@@ -1,0 +1,261 @@
+"""`rag-app` command line: parse arguments, read settings, call the library, print results."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from rag_app.config import Settings
+from rag_app.types import Candidate, IngestReport, SearchResult
+
+logger = logging.getLogger("rag_app")
+
+
+class CliError(Exception):
+    """A user-facing error: printed without a traceback, exit status 2."""
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    try:
+        settings = Settings()
+    except Exception as exc:  # noqa: BLE001 - pydantic's message names the variable at fault
+        raise CliError(f"invalid settings: {exc}") from exc
+    if getattr(args, "data_dir", None):
+        settings = settings.model_copy(update={"data_dir": Path(args.data_dir)})
+    return settings
+
+
+def _pipeline(args: argparse.Namespace) -> Any:
+    from rag_app.pipeline import RagPipeline
+
+    return RagPipeline.from_settings(_settings(args))
+
+
+class _Bars:
+    """tqdm bars per stage on stderr, so --json output on stdout stays clean."""
+
+    def __init__(self) -> None:
+        from tqdm import tqdm
+
+        self._tqdm = tqdm
+        self._bars: dict[str, Any] = {}
+
+    def __call__(self, stage: str, done: int, total: int, detail: str = "") -> None:
+        bar = self._bars.get(stage)
+        if bar is None:
+            bar = self._tqdm(total=total or None, desc=stage, unit="it", file=sys.stderr, leave=False)
+            self._bars[stage] = bar
+        if total and bar.total != total:
+            bar.total = total
+        bar.n = done
+        if detail:
+            bar.set_postfix_str(detail[:40], refresh=False)
+        bar.refresh()
+
+    def close(self) -> None:
+        for bar in self._bars.values():
+            bar.close()
+
+
+def cmd_ingest(args: argparse.Namespace) -> int:
+    pipeline = _pipeline(args)
+    bars = _Bars()
+    try:
+        report: IngestReport = pipeline.ingest([Path(p) for p in args.paths], progress=bars)
+    finally:
+        bars.close()
+    if args.json:
+        print(json.dumps({
+            "documents_added": report.documents_added, "documents_updated": report.documents_updated,
+            "passages_added": report.passages_added, "duplicates": list(report.duplicates),
+            "rejected": [{"path": r.path, "reason": r.reason} for r in report.rejected],
+            "timings_ms": report.timings.as_dict(),
+        }, indent=2))
+    else:
+        print(f"added {report.documents_added} documents ({report.passages_added} passages), "
+              f"updated {report.documents_updated}, skipped {len(report.duplicates)} duplicates, "
+              f"rejected {len(report.rejected)}")
+        for dup in report.duplicates:
+            print(f"  duplicate: {dup}")
+        for rej in report.rejected:
+            print(f"  rejected: {rej.path}: {rej.reason}")
+    return 0 if not report.rejected or report.documents_added or report.duplicates else 1
+
+
+def candidate_json(rank: int, c: Candidate) -> dict[str, Any]:
+    p = c.passage
+    return {
+        "rank": rank, "passage_id": p.id, "doc_id": p.doc_id, "document": p.doc_name, "title": p.doc_title,
+        "page": p.page_label or None, "heading": p.heading or None, "char_start": p.char_start,
+        "char_end": p.char_end, "text": p.text, "scores": c.scores_dict(),
+    }
+
+
+def search_json(result: SearchResult) -> dict[str, Any]:
+    return {
+        "query": result.query, "mode": result.mode, "notes": list(result.notes),
+        "timings_ms": {k: round(v, 3) for k, v in result.timings.as_dict().items()},
+        "results": [candidate_json(i, c) for i, c in enumerate(result.candidates, 1)],
+    }
+
+
+def _fmt(value: float | None, rank: int | None) -> str:
+    return "-" if value is None else f"{value:.4f} (#{rank})"
+
+
+def cmd_search(args: argparse.Namespace) -> int:
+    pipeline = _pipeline(args)
+    result: SearchResult = pipeline.search(args.query, mode=args.mode, k=args.k)
+    if args.json:
+        print(json.dumps(search_json(result), indent=2, ensure_ascii=False))
+        return 0
+    for note in result.notes:
+        print(f"note: {note}")
+    for i, c in enumerate(result.candidates, 1):
+        p = c.passage
+        page = f", page {p.page_label}" if p.page_label else ""
+        print(f"[{i}] {p.doc_name}{page}  score {c.score:.4f}")
+        print(f"    bm25 {_fmt(c.bm25_score, c.bm25_rank)}  dense {_fmt(c.dense_score, c.dense_rank)}  "
+              f"fused {_fmt(c.fused_score, c.fused_rank)}  rerank {_fmt(c.rerank_score, c.rerank_rank)}")
+        text = " ".join(p.text.split())
+        print(f"    {text[:400]}{'…' if len(text) > 400 else ''}")
+    stages = "  ".join(f"{k} {v:.1f} ms" for k, v in result.timings.as_dict().items())
+    print(f"timings: {stages}")
+    return 0
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    info = _pipeline(args).info()
+    if args.json:
+        print(json.dumps(info, indent=2))
+        return 0
+    store = info["store"]
+    print(f"data dir: {info['data_dir']}")
+    print(f"store: {store['documents']} documents, {store['passages']} passages, {store['pages']} pages, "
+          f"{store['bytes'] / 1e6:.1f} MB")
+    idx = info["index"]
+    if idx is None:
+        print("index: none yet (run `rag-app ingest PATH`)")
+    else:
+        print(f"index {idx['version']}: {idx['embed_model']} ({idx['dim']}-d, {idx['embed_location']})")
+        print(f"  dense: {idx['index_type']}, {idx['dense_count']} vectors + {idx['hot_count']} hot, "
+              f"{idx['deleted_pending']} deleted pending compaction, {idx.get('dense_bytes', 0) / 1e6:.1f} MB")
+        print(f"  bm25: {idx['bm25_count']} passages, {idx.get('bm25_bytes', 0) / 1e6:.1f} MB")
+        print(f"  chunking: {idx['chunking']}")
+        print(f"  built {idx['created_at']} with {idx['packages']}")
+    s = info["settings"]
+    print(f"settings: fusion {s['fusion']} (rrf_k {s['rrf_k']}, bm25 weight {s['bm25_weight']}), "
+          f"reranker {s['reranker'] or 'none installed'}")
+    return 0
+
+
+def cmd_reindex(args: argparse.Namespace) -> int:
+    pipeline = _pipeline(args)
+    bars = _Bars()
+    try:
+        pipeline.reindex(progress=lambda s, d, t: bars(s, d, t))
+    finally:
+        bars.close()
+    print(f"reindexed {pipeline.store.counts()['passages']} passages into "
+          f"{pipeline.indexes.versions.current().name} with {pipeline.encoder.name}")
+    return 0
+
+
+def cmd_delete(args: argparse.Namespace) -> int:
+    pipeline = _pipeline(args)
+    removed = pipeline.delete(args.document)
+    if not removed:
+        raise CliError(f"no document matches {args.document!r} (use a name, a path or an id from `rag-app docs`)")
+    for doc in removed:
+        print(f"deleted {doc.name} ({doc.id}, {doc.n_passages} passages)")
+    return 0
+
+
+def cmd_docs(args: argparse.Namespace) -> int:
+    docs = _pipeline(args).documents()
+    if args.json:
+        print(json.dumps([d.__dict__ for d in docs], indent=2))
+        return 0
+    for d in docs:
+        print(f"{d.id}  {d.name}  {d.format}  pages {d.n_pages}  passages {d.n_passages}  added {d.added_at}")
+    return 0
+
+
+def cmd_ui(args: argparse.Namespace) -> int:
+    import subprocess
+
+    app = Path(__file__).parent / "ui" / "app.py"
+    cmd = [sys.executable, "-m", "streamlit", "run", str(app), "--server.headless", "true",
+           "--server.address", args.host, "--server.port", str(args.port), "--browser.gatherUsageStats", "false"]
+    env = dict(os.environ)
+    if args.data_dir:
+        env["RAG_APP_DATA_DIR"] = str(args.data_dir)
+    return subprocess.call(cmd, env=env)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="rag-app", description="Document question answering with cited sources.")
+    parser.add_argument("--data-dir", help="data folder (default: RAG_APP_DATA_DIR or ./rag_data)")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("ingest", help="add files and folders (PDF, DOCX, HTML, Markdown, TXT)")
+    p.add_argument("paths", nargs="+")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_ingest)
+
+    p = sub.add_parser("search", help="retrieve passages for a question")
+    p.add_argument("query")
+    p.add_argument("--mode", choices=["bm25", "dense", "hybrid", "rerank"], default="hybrid")
+    p.add_argument("--k", type=int, default=None)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_search)
+
+    p = sub.add_parser("info", help="what the index holds and what built it")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_info)
+
+    p = sub.add_parser("docs", help="list stored documents")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_docs)
+
+    p = sub.add_parser("delete", help="delete a document (by name, path or id)")
+    p.add_argument("document")
+    p.set_defaults(func=cmd_delete)
+
+    p = sub.add_parser("reindex", help="rebuild the indexes from the store (after a model change)")
+    p.set_defaults(func=cmd_reindex)
+
+    p = sub.add_parser("ui", help="start the Streamlit chat UI")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8501)
+    p.set_defaults(func=cmd_ui)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    from rag_app.index.manifest import IndexMismatchError
+    from rag_app.models import ModelNotFoundError
+
+    try:
+        return int(args.func(args))
+    except (CliError, IndexMismatchError, ModelNotFoundError, ValueError, FileNotFoundError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Ingestion: file loading, chunking and the ingest pipeline."""

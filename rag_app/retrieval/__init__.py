@@ -1,0 +1,1 @@
+"""Retrieval stages: lexical, dense, fusion and reranking."""
