@@ -6,12 +6,16 @@ the encoders and the retriever, and is safe to share between threads (one per pr
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
-from collections.abc import Sequence
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rag_app.config import ChunkingConfig, GenerationConfig, IndexConfig, ModelConfig, RetrievalConfig, Settings
 from rag_app.encoders import BiEncoder, Reranker
@@ -20,7 +24,12 @@ from rag_app.ingest.pipeline import Ingestor, Progress, Record
 from rag_app.models import resolve_model
 from rag_app.retrieval.hybrid import HybridRetriever
 from rag_app.store import Store
-from rag_app.types import Document, IngestReport, SearchResult
+from rag_app.types import Answer, Document, IngestReport, SearchResult, Timings
+
+if TYPE_CHECKING:
+    from rag_app.generation.answer import Generator
+    from rag_app.generation.llm import ChatModel
+    from rag_app.rewrite import QueryRewriter
 
 logger = logging.getLogger(__name__)
 
@@ -51,6 +60,7 @@ class PipelineConfig:
     generation: GenerationConfig = field(default_factory=GenerationConfig)
     max_file_bytes: int = 50 * 1024 * 1024
     hot_max: int = 5000
+    cache_size: int = 256
 
     @classmethod
     def from_settings(cls, settings: Settings, environ: dict[str, str] | None = None) -> PipelineConfig:
@@ -64,7 +74,10 @@ class PipelineConfig:
 
 class RagPipeline:
     def __init__(self, config: PipelineConfig, encoder: BiEncoder | None = None,
-                 reranker: Reranker | None = None) -> None:
+                 reranker: Reranker | None = None, chat_model: ChatModel | None = None,
+                 use_embedded_llm: bool = True) -> None:
+        """`chat_model` overrides the configured one (tests, custom clients); `use_embedded_llm=False`
+        skips starting the packaged llama.cpp server when no endpoint is configured."""
         self.config = config
         config.data_dir.mkdir(parents=True, exist_ok=True)
         self.store = Store(config.data_dir / "store.sqlite")
@@ -76,6 +89,14 @@ class RagPipeline:
         self.ingestor = Ingestor(self.store, self.indexes, self.encoder, config.chunking,
                                  max_file_bytes=config.max_file_bytes)
         self.retriever = HybridRetriever(self.store, self.indexes, self.encoder, config.retrieval, self.reranker)
+        self._chat_model = chat_model
+        self._use_embedded = use_embedded_llm
+        self._resources = contextlib.ExitStack()
+        self._generator: Generator | None = None
+        self._rewriter: QueryRewriter | None = None
+        self._gen_lock = threading.Lock()
+        self._cache: OrderedDict[tuple[Any, ...], SearchResult] = OrderedDict()
+        self._cache_lock = threading.Lock()
 
     @classmethod
     def from_settings(cls, settings: Settings) -> RagPipeline:
@@ -91,7 +112,75 @@ class RagPipeline:
 
     def search(self, query: str, mode: str = "hybrid", k: int | None = None,
                retrieval: RetrievalConfig | None = None) -> SearchResult:
-        return self.retriever.search(query, mode, k, retrieval)
+        """Retrieval with a per-process result cache, keyed by the store generation so any
+        ingest or delete invalidates it."""
+        cfg = retrieval or self.config.retrieval
+        key = (query, mode, k, cfg, self.store.generation)
+        with self._cache_lock:
+            hit = self._cache.get(key)
+            if hit is not None:
+                self._cache.move_to_end(key)
+                return SearchResult(hit.query, hit.mode, hit.candidates, Timings((("cache", 0.0),)),
+                                    hit.notes + ("served from the query cache",))
+        result = self.retriever.search(query, mode, k, cfg)
+        with self._cache_lock:
+            self._cache[key] = result
+            while len(self._cache) > self.config.cache_size:
+                self._cache.popitem(last=False)
+        return result
+
+    # ---- generation ---------------------------------------------------------------------
+    def _ensure_generation(self) -> tuple[Generator, QueryRewriter]:
+        """The chat model (configured endpoint, else the embedded llama.cpp server, else none →
+        extractive) is opened once per pipeline, on the first question."""
+        from rag_app.generation.answer import Generator, open_chat_model
+        from rag_app.rewrite import QueryRewriter
+
+        with self._gen_lock:
+            if self._generator is None or self._rewriter is None:
+                chat = self._chat_model
+                if chat is None:
+                    chat = open_chat_model(self.config.generation, self._resources, embedded=self._use_embedded)
+                self._generator = Generator.from_config(self.config.generation, chat)
+                # A tiny embedded model condenses poorly; only a configured endpoint rewrites by LLM.
+                rewrite_model = chat if (self._chat_model is not None or self.config.generation.base_url) else None
+                self._rewriter = QueryRewriter(rewrite_model)
+            return self._generator, self._rewriter
+
+    @property
+    def generator_name(self) -> str:
+        return self._ensure_generation()[0].name
+
+    def default_mode(self) -> str:
+        return "rerank" if self.reranker is not None else "hybrid"
+
+    def stream(self, question: str, history: Sequence[tuple[str, str]] = (), mode: str | None = None,
+               k: int | None = None, retrieval: RetrievalConfig | None = None) -> Iterator[str | Answer]:
+        """Rewrite, retrieve, generate: yields answer text chunks, then one final `Answer`."""
+        if not question or not question.strip():
+            raise ValueError("the question is empty")
+        generator, rewriter = self._ensure_generation()
+        t0 = time.perf_counter()
+        rewrite = rewriter.rewrite(question, history)
+        timings = Timings().add("rewrite", (time.perf_counter() - t0) * 1000)
+        cfg = retrieval or self.config.retrieval
+        n_context = k or self.config.generation.context_passages
+        result = self.search(rewrite.rewritten, mode or self.default_mode(), max(cfg.top_k, n_context), cfg)
+        timings = timings.merge(result.timings)
+        context = result.candidates[:n_context]
+        for item in generator.stream(question, rewrite.rewritten, context, result.candidates, timings):
+            if isinstance(item, Answer) and result.notes:
+                from dataclasses import replace
+
+                item = replace(item, notes=tuple(item.notes) + tuple(result.notes))
+            yield item
+
+    def ask(self, question: str, history: Sequence[tuple[str, str]] = (), mode: str | None = None,
+            k: int | None = None, retrieval: RetrievalConfig | None = None) -> Answer:
+        for item in self.stream(question, history, mode, k, retrieval):
+            if isinstance(item, Answer):
+                return item
+        raise RuntimeError("the answer stream ended without an Answer")  # pragma: no cover
 
     # ---- collection ---------------------------------------------------------------------
     def documents(self) -> list[Document]:
@@ -137,4 +226,6 @@ class RagPipeline:
         }
 
     def close(self) -> None:
+        """Stops the embedded LLM server if this pipeline started one."""
+        self._resources.close()
         self.store.close()
