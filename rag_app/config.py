@@ -56,6 +56,7 @@ class ModelConfig:
     encode_batch_size: int = 32
     max_seq_length: int = 256
     device: str = "cpu"
+    allow_hub: bool = False
 
 
 @dataclass(frozen=True)
@@ -84,6 +85,7 @@ class Settings(BaseSettings):
     encode_batch_size: int = Field(default=32, ge=1)
     max_seq_length: int = Field(default=256, ge=16)
     device: str = "cpu"
+    allow_hub: bool = False
 
     chunk_words: int = Field(default=200, ge=20)
     chunk_overlap_words: int = Field(default=40, ge=0)
@@ -154,6 +156,7 @@ class Settings(BaseSettings):
             encode_batch_size=self.encode_batch_size,
             max_seq_length=self.max_seq_length,
             device=self.device,
+            allow_hub=self.allow_hub,
         )
 
     def generation(self, environ: dict[str, str] | None = None) -> GenerationConfig:

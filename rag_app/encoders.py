@@ -78,7 +78,7 @@ class BiEncoder:
         with self._lock:
             if self._query_model is not None:
                 return
-            ensure_offline_default()
+            ensure_offline_default(self.config.allow_hub)
             resolved = self.resolved()
             from pathlib import Path
 
@@ -155,12 +155,13 @@ class Reranker:
     loaded as a CrossEncoder gets a random head and meaningless scores."""
 
     def __init__(self, location: str, setting: str = "RAG_APP_RERANK_MODEL", max_length: int = 256,
-                 batch_size: int = 32, device: str = "cpu") -> None:
+                 batch_size: int = 32, device: str = "cpu", allow_hub: bool = False) -> None:
         self.location = location
         self.setting = setting
         self.max_length = max_length
         self.batch_size = batch_size
         self.device = device
+        self.allow_hub = allow_hub
         self._model: CrossEncoder | None = None
         self._lock = threading.Lock()
 
@@ -172,7 +173,7 @@ class Reranker:
         with self._lock:
             if self._model is not None:
                 return
-            ensure_offline_default()
+            ensure_offline_default(self.allow_hub)
             from sentence_transformers import CrossEncoder
 
             try:

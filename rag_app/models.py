@@ -34,12 +34,14 @@ class ResolvedModel:
     source: str  # "package" | "path" | "hub"
 
 
-def ensure_offline_default() -> None:
-    """Without HF_HUB_OFFLINE a missing hub name retries for ~70 s; fail fast unless the user opted in."""
+def ensure_offline_default(allow_hub: bool = False) -> None:
+    """Without HF_HUB_OFFLINE a missing hub name retries for ~70 s; fail fast unless the user
+    opted in (RAG_APP_ALLOW_HUB). These variables configure the Hugging Face libraries, which
+    read them from the process environment."""
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    if os.environ.get("RAG_APP_ALLOW_HUB", "").lower() not in {"1", "true", "yes"}:
+    if not allow_hub:
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
@@ -75,7 +77,7 @@ def load_failure_message(resolved: ResolvedModel, setting: str, exc: BaseExcepti
     if resolved.source == "hub":
         return (
             f"{setting}={resolved.spec!r}: could not load it from the model hub ({exc.__class__.__name__}). "
-            "This machine may be offline: set RAG_APP_ALLOW_HUB=1 with internet access, "
+            "This machine may be offline: set RAG_APP_ALLOW_HUB=true with internet access, "
             "or point the setting at a local folder."
         )
     return f"{setting}={resolved.spec!r}: could not load the model at {resolved.location}: {exc}"

@@ -47,7 +47,8 @@ def resolve_reranker(spec: str, data_dir: Path, model: ModelConfig) -> Reranker 
             return Reranker(str(trained), max_length=model.max_seq_length, device=model.device)
         return None
     resolved = resolve_model(spec, "RAG_APP_RERANK_MODEL")
-    return Reranker(resolved.location, max_length=model.max_seq_length, device=model.device)
+    return Reranker(resolved.location, max_length=model.max_seq_length, device=model.device,
+                    allow_hub=model.allow_hub)
 
 
 @dataclass(frozen=True)

@@ -131,7 +131,11 @@ def chunk_document(
         for span in sentence_spans(text, p_start, p_end):
             spans.extend(_split_long(text, span, config.chunk_words) if span.words > config.chunk_words else [span])
         for c_start, c_end in pack(spans, config):
-            h = bisect.bisect_right(starts, c_start) - 1
+            # The heading governing the passage start (allowing for "# " markup before it), else
+            # the first heading inside the passage.
+            h = bisect.bisect_right(starts, c_start + 8) - 1
+            if h < 0 and starts and starts[0] < c_end:
+                h = 0
             heading = positions[h][1] if h >= 0 else ""
             chunks.append(Chunk(c_start, c_end, page_index, heading))
     return chunks
