@@ -80,7 +80,7 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="RAG_APP_", env_file=".env", extra="ignore")
 
     data_dir: Path = Field(default=Path("rag_data"))
-    embed_model: str = DEFAULT_EMBED_MODEL
+    embed_model: str = "auto"
     rerank_model: str = "auto"
     encode_batch_size: int = Field(default=32, ge=1)
     max_seq_length: int = Field(default=256, ge=16)

@@ -17,7 +17,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from rag_app.config import ChunkingConfig, GenerationConfig, IndexConfig, ModelConfig, RetrievalConfig, Settings
+from rag_app.config import (
+    DEFAULT_EMBED_MODEL,
+    ChunkingConfig,
+    GenerationConfig,
+    IndexConfig,
+    ModelConfig,
+    RetrievalConfig,
+    Settings,
+)
 from rag_app.encoders import BiEncoder, Reranker
 from rag_app.index.manager import IndexManager
 from rag_app.ingest.pipeline import Ingestor, Progress, Record
@@ -34,6 +42,21 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 TRAINED_RERANKER_DIR = Path("models") / "reranker"
+EMBEDDER_DIR = Path("models") / "embedder"
+ACTIVE_EMBEDDER_FILE = EMBEDDER_DIR / "ACTIVE"
+
+
+def active_embed_model(spec: str, data_dir: Path) -> str:
+    """`auto` means the bi-encoder adopted for this data dir (`rag-app adopt`), else the packaged one."""
+    if spec.strip().lower() != "auto":
+        return spec
+    pointer = data_dir / ACTIVE_EMBEDDER_FILE
+    if pointer.is_file():
+        name = pointer.read_text().strip()
+        if name and (data_dir / EMBEDDER_DIR / name).is_dir():
+            return str((data_dir / EMBEDDER_DIR / name).resolve())
+        logger.warning("%s names a missing model %r; using the packaged default", pointer, name)
+    return DEFAULT_EMBED_MODEL
 
 
 def resolve_reranker(spec: str, data_dir: Path, model: ModelConfig) -> Reranker | None:
@@ -81,6 +104,12 @@ class RagPipeline:
         skips starting the packaged llama.cpp server when no endpoint is configured."""
         self.config = config
         config.data_dir.mkdir(parents=True, exist_ok=True)
+        embed = active_embed_model(config.models.embed_model, config.data_dir)
+        if embed != config.models.embed_model:
+            from dataclasses import replace as _replace
+
+            config = _replace(config, models=_replace(config.models, embed_model=embed))
+            self.config = config
         self.store = Store(config.data_dir / "store.sqlite")
         self.encoder = encoder or BiEncoder(config.models)
         self.reranker = reranker if reranker is not None else resolve_reranker(
