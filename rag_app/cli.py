@@ -24,7 +24,7 @@ class CliError(Exception):
 def _settings(args: argparse.Namespace) -> Settings:
     try:
         settings = Settings()
-    except Exception as exc:  # noqa: BLE001 - pydantic's message names the variable at fault
+    except Exception as exc:
         raise CliError(f"invalid settings: {exc}") from exc
     if getattr(args, "data_dir", None):
         settings = settings.model_copy(update={"data_dir": Path(args.data_dir)})
@@ -159,7 +159,7 @@ def cmd_reindex(args: argparse.Namespace) -> int:
     pipeline = _pipeline(args)
     bars = _Bars()
     try:
-        pipeline.reindex(progress=lambda s, d, t: bars(s, d, t))
+        pipeline.reindex(progress=bars)
     finally:
         bars.close()
     print(f"reindexed {pipeline.store.counts()['passages']} passages into "
@@ -174,6 +174,31 @@ def cmd_delete(args: argparse.Namespace) -> int:
         raise CliError(f"no document matches {args.document!r} (use a name, a path or an id from `rag-app docs`)")
     for doc in removed:
         print(f"deleted {doc.name} ({doc.id}, {doc.n_passages} passages)")
+    return 0
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    report = _pipeline(args).check(repair=args.repair)
+    if args.json:
+        print(json.dumps({"ok": report.ok, "problems": list(report.problems), "repaired": report.repaired,
+                          "counts": report.counts}, indent=2))
+    else:
+        print("consistent" if report.ok else "problems found:")
+        for problem in report.problems:
+            print(f"  - {problem}")
+        print("counts: " + ", ".join(f"{k} {v}" for k, v in report.counts.items()))
+        if report.repaired:
+            print("repaired: indexes rebuilt from the store")
+        elif not report.ok:
+            print("run `rag-app check --repair` to rebuild the indexes from the store")
+    return 0 if report.ok or report.repaired else 1
+
+
+def cmd_compact(args: argparse.Namespace) -> int:
+    pipeline = _pipeline(args)
+    pipeline.compact()
+    info = pipeline.info()["index"]
+    print(f"compacted into {info['version']}: {info['dense_count']} vectors ({info['index_type']})")
     return 0
 
 
@@ -257,7 +282,7 @@ def cmd_llm_serve(args: argparse.Namespace) -> int:
         print(f"embedded model {server.label} serving an OpenAI-compatible API at {server.base_url}")
         print(f"use it with: RAG_APP_LLM_BASE_URL={server.base_url} rag-app ask ...")
         try:
-            while server.running():
+            while server.running:
                 time.sleep(1.0)
         except KeyboardInterrupt:
             pass
@@ -274,6 +299,46 @@ def cmd_ui(args: argparse.Namespace) -> int:
     if args.data_dir:
         env["RAG_APP_DATA_DIR"] = str(args.data_dir)
     return subprocess.call(cmd, env=env)
+
+
+def _csv(text: str, kind: type, what: str) -> list[Any]:
+    try:
+        return [kind(part.strip()) for part in text.split(",") if part.strip()]
+    except ValueError as exc:
+        raise CliError(f"{what}: expected a comma-separated list, got {text!r}") from exc
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    """Retrieval quality and latency per mode on a BEIR folder, in its own eval data dir."""
+    from dataclasses import replace
+
+    from rag_app.evaluation import eval_data_dir, evaluate_dataset, format_table, report_json
+    from rag_app.pipeline import PipelineConfig, RagPipeline, resolve_reranker
+
+    settings = _settings(args)
+    dataset = Path(args.dataset_dir)
+    if not dataset.is_dir():
+        raise CliError(f"{dataset} is not a folder (expected corpus.jsonl, queries.jsonl, qrels/SPLIT.tsv)")
+    modes = _csv(args.modes, str, "--modes")
+    ks = _csv(args.k, int, "--k")
+    base = PipelineConfig.from_settings(settings)
+    config = replace(base, data_dir=eval_data_dir(settings.data_dir, dataset, base.models, base.chunking))
+    # A trained reranker lives in the user's data dir, not in the eval folder.
+    reranker = resolve_reranker(settings.rerank_model, settings.data_dir, base.models)
+    pipeline = RagPipeline(config, reranker=reranker, use_embedded_llm=False)
+    bars = _Bars()
+    try:
+        report = evaluate_dataset(pipeline, dataset, split=args.split, modes=modes, ks=ks, progress=bars,
+                                  max_queries=args.queries, ann_kind=None if args.ann == "none" else args.ann,
+                                  tune=args.tune_fusion)
+    finally:
+        bars.close()
+        pipeline.close()
+    if args.json:
+        print(json.dumps(report_json(report), indent=2))
+    else:
+        print(format_table(report))
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -320,8 +385,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("document")
     p.set_defaults(func=cmd_delete)
 
+    p = sub.add_parser("check", help="verify that the store and indexes agree")
+    p.add_argument("--repair", action="store_true", help="rebuild the indexes from the store if not")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_check)
+
+    p = sub.add_parser("compact", help="merge new passages into the main index and drop deleted ones")
+    p.set_defaults(func=cmd_compact)
+
     p = sub.add_parser("reindex", help="rebuild the indexes from the store (after a model change)")
     p.set_defaults(func=cmd_reindex)
+
+    p = sub.add_parser("eval", help="retrieval quality and latency per mode on a BEIR folder")
+    p.add_argument("dataset_dir", help="folder with corpus.jsonl, queries.jsonl and qrels/SPLIT.tsv")
+    p.add_argument("--split", default="train", help="qrels split (default train; never tune on test)")
+    p.add_argument("--modes", default="bm25,dense,hybrid,rerank", help="comma-separated retrieval modes")
+    p.add_argument("--k", default="10,100", help="cutoffs: nDCG/MRR at the smallest, recall at each")
+    p.add_argument("--queries", type=int, default=None, help="evaluate only the first N judged queries")
+    p.add_argument("--ann", choices=["flat", "hnsw", "ivfpq", "none"], default="hnsw",
+                   help="ANN index whose recall@k against exact search is reported (default hnsw)")
+    p.add_argument("--tune-fusion", action="store_true", help="grid-search fusion settings on this split")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_eval)
 
     p = sub.add_parser("ui", help="start the Streamlit chat UI")
     p.add_argument("--host", default="127.0.0.1")

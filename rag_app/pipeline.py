@@ -151,7 +151,7 @@ class RagPipeline:
             if hit is not None:
                 self._cache.move_to_end(key)
                 return SearchResult(hit.query, hit.mode, hit.candidates, Timings((("cache", 0.0),)),
-                                    hit.notes + ("served from the query cache",))
+                                    (*hit.notes, "served from the query cache"))
         result = self.retriever.search(query, mode, k, cfg)
         with self._cache_lock:
             self._cache[key] = result
@@ -202,8 +202,9 @@ class RagPipeline:
             if isinstance(item, Answer) and result.notes:
                 from dataclasses import replace
 
-                item = replace(item, notes=tuple(item.notes) + tuple(result.notes))
-            yield item
+                yield replace(item, notes=(*item.notes, *result.notes))
+            else:
+                yield item
 
     def ask(self, question: str, history: Sequence[tuple[str, str]] = (), mode: str | None = None,
             k: int | None = None, retrieval: RetrievalConfig | None = None) -> Answer:
@@ -228,6 +229,14 @@ class RagPipeline:
         """Rebuild every index from the store (re-encoding with the configured model if it changed)."""
         self.indexes.refresh(full=True, progress=progress)
 
+    def check(self, repair: bool = False) -> Any:
+        """Store/index consistency; `repair` rebuilds the indexes from the store."""
+        return self.indexes.check(repair)
+
+    def compact(self, progress: Any = None) -> None:
+        """Fold the hot set into the main dense index and drop deleted vectors."""
+        self.indexes.refresh(full=True, progress=progress)
+
     def info(self) -> dict[str, Any]:
         manifest = self.indexes.manifest()
         snap = self.indexes.snapshot() if manifest and manifest.embed_model == self.encoder.name else None
@@ -239,7 +248,7 @@ class RagPipeline:
                 "version": manifest.version, "embed_model": manifest.embed_model,
                 "embed_location": manifest.embed_location, "dim": manifest.dim,
                 "index_type": manifest.index_type, "dense_count": manifest.dense_count,
-                "bm25_count": manifest.bm25_count, "hot_count": int(len(snap.hot_vids)) if snap else None,
+                "bm25_count": manifest.bm25_count, "hot_count": len(snap.hot_vids) if snap else None,
                 "deleted_pending": len(snap.deleted) if snap else None, "chunking": manifest.chunking,
                 "created_at": manifest.created_at, "packages": manifest.packages,
                 "provenance": manifest.provenance, **self.indexes.sizes(),

@@ -322,5 +322,24 @@ class Store:
         missing = [i for v, i in pos.items() if v not in found]
         return out, missing
 
+    def integrity_ok(self) -> bool:
+        row = self._conn().execute("PRAGMA quick_check").fetchone()
+        return row is not None and row[0] == "ok"
+
+    def bad_offsets(self, limit: int = 100) -> list[str]:
+        """Passage ids whose text is not the document slice they claim (should never happen)."""
+        bad: list[str] = []
+        conn = self._conn()
+        for (doc_id,) in conn.execute("SELECT id FROM documents").fetchall():
+            text = self.document_text(doc_id)
+            for pid, ptext, start, end in conn.execute(
+                "SELECT id, text, char_start, char_end FROM passages WHERE doc_id = ?", (doc_id,)
+            ):
+                if text[start:end] != ptext:
+                    bad.append(pid)
+                    if len(bad) >= limit:
+                        return bad
+        return bad
+
     def db_size_bytes(self) -> int:
         return sum(p.stat().st_size for p in self.path.parent.glob(self.path.name + "*") if p.is_file())

@@ -100,7 +100,7 @@ class Timings:
     stages: tuple[tuple[str, float], ...] = ()
 
     def add(self, stage: str, ms: float) -> Timings:
-        return Timings(self.stages + ((stage, ms),))
+        return Timings((*self.stages, (stage, ms)))
 
     def merge(self, other: Timings) -> Timings:
         return Timings(self.stages + other.stages)

@@ -175,7 +175,7 @@ def _random_benchmark(seed: int) -> tuple[dict[str, dict[str, int]], dict[str, d
 def ranx_module() -> Any:
     try:
         import ranx
-    except Exception as exc:  # pragma: no cover - depends on the environment
+    except Exception as exc:  # noqa: BLE001  # pragma: no cover - depends on the environment
         pytest.skip(f"ranx is not importable ({exc}); cannot cross-check metrics")
     return ranx
 

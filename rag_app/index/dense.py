@@ -82,7 +82,7 @@ class DenseIndex:
         return int(self.index.ntotal)
 
     def ids(self) -> IdArray:
-        return np.asarray(faiss.vector_to_array(self.index.id_map), dtype=np.int64)
+        return np.asarray(faiss.vector_to_array(self.index.id_map), dtype=np.int64)  # type: ignore[attr-defined]
 
     def add(self, vectors: FloatArray, ids: IdArray) -> None:
         self.index.add_with_ids(np.ascontiguousarray(vectors, dtype=np.float32), np.asarray(ids, dtype=np.int64))

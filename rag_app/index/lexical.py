@@ -8,17 +8,25 @@ import os
 import shutil
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
 logger = logging.getLogger(__name__)
-logging.getLogger("bm25s").setLevel(logging.WARNING)
+
+
+def _bm25s() -> Any:
+    """Import bm25s lazily; it sets its own logger to DEBUG on import, which we undo."""
+    import bm25s
+
+    logging.getLogger("bm25s").setLevel(logging.WARNING)
+    return bm25s
 
 IdArray = npt.NDArray[np.int64]
 
 
-def _stemmer() -> object | None:
+def _stemmer() -> Any:
     try:
         import Stemmer
 
@@ -41,8 +49,7 @@ class LexicalIndex:
     @classmethod
     def build(cls, texts: Sequence[str], vids: Sequence[int], k1: float = 1.5, b: float = 0.75,
               method: str = "lucene") -> LexicalIndex:
-        import bm25s
-
+        bm25s = _bm25s()
         params: dict[str, object] = {"k1": k1, "b": b, "method": method, "stemmer": "english", "stopwords": "en"}
         if not texts:
             return cls(None, np.zeros(0, dtype=np.int64), params)
@@ -54,7 +61,7 @@ class LexicalIndex:
 
     @property
     def size(self) -> int:
-        return int(len(self.vids))
+        return len(self.vids)
 
     def set_deleted(self, deleted: set[int]) -> None:
         """Soft-delete rows (bm25s `weight_mask`) so deletes are instant between rebuilds."""
@@ -65,8 +72,7 @@ class LexicalIndex:
 
     def search(self, query: str, k: int) -> list[tuple[int, float]]:
         """(vid, score) best first; zero-score hits (no query term matched) are dropped."""
-        import bm25s
-
+        bm25s = _bm25s()
         if self._retriever is None or k <= 0:
             return []
         tokens = bm25s.tokenize([query], stopwords="en", stemmer=self._stem, show_progress=False, return_ids=False)
@@ -98,8 +104,7 @@ class LexicalIndex:
 
     @classmethod
     def load(cls, directory: Path) -> LexicalIndex:
-        import bm25s
-
+        bm25s = _bm25s()
         vids = np.load(directory / "vids.npy")
         params = json.loads((directory / "params.json").read_text())
         retriever = bm25s.BM25.load(str(directory / "bm25")) if (directory / "bm25").exists() else None

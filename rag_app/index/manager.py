@@ -37,6 +37,14 @@ LEXICAL_DIR = "bm25"
 
 
 @dataclass(frozen=True)
+class CheckReport:
+    ok: bool
+    problems: tuple[str, ...]
+    repaired: bool
+    counts: dict[str, int]
+
+
+@dataclass(frozen=True)
 class IndexSnapshot:
     manifest: Manifest
     dense: DenseIndex
@@ -96,16 +104,26 @@ class IndexManager:
 
     # ---- reading ------------------------------------------------------------------------
     def snapshot(self) -> IndexSnapshot | None:
-        """The live snapshot, loaded on first use and refreshed when the store moved on."""
+        """The live snapshot, loaded on first use and refreshed when the store moved on.
+
+        While another thread is building a new version, readers keep the previous snapshot
+        instead of waiting (its passages that were deleted meanwhile are simply not found).
+        """
         snap = self._snapshot
         if snap is not None and snap.store_generation == self.store.generation:
             return snap
-        with self._lock:
+        if snap is not None and not self._lock.acquire(blocking=False):
+            return snap
+        if snap is None:
+            self._lock.acquire()
+        try:
             snap = self._snapshot
             if snap is not None and snap.store_generation == self.store.generation:
                 return snap
             self._snapshot = self._open()
             return self._snapshot
+        finally:
+            self._lock.release()
 
     def manifest(self) -> Manifest | None:
         current = self.versions.current()
@@ -229,6 +247,47 @@ class IndexManager:
             raise IndexMismatchError("index vanished right after publishing")
         self._snapshot = snap
         return snap
+
+    def check(self, repair: bool = False) -> CheckReport:
+        """Verify that store and indexes agree; with `repair`, rebuild everything from the store."""
+        problems: list[str] = []
+        conn_ok = self.store.integrity_ok()
+        if not conn_ok:
+            problems.append("SQLite integrity check failed (restore store.sqlite from a backup)")
+        bad_offsets = self.store.bad_offsets()
+        if bad_offsets:
+            problems.append(f"{len(bad_offsets)} passages do not match their document text: {bad_offsets[:5]}")
+        current = self.versions.current()
+        live = set(self.store.all_vids().tolist())
+        counts = {"store_passages": len(live)}
+        if current is None:
+            if live:
+                problems.append("no index version published, but the store has passages")
+        else:
+            try:
+                manifest = Manifest.load(current)
+                manifest.check_model(self.encoder.name)
+                dense = DenseIndex.load(current / DENSE_FILE, manifest.index_type, manifest.dim, self.index_config)
+                lexical = LexicalIndex.load(current / LEXICAL_DIR)
+                dense_ids = set(dense.ids().tolist())
+                bm25_ids = set(lexical.vids.tolist())
+                hot = live - dense_ids
+                _, missing = self.store.get_embeddings(manifest.embed_model, sorted(hot), manifest.dim)
+                counts.update(dense=len(dense_ids), hot=len(hot), deleted_pending=len(dense_ids - live),
+                              bm25=len(bm25_ids))
+                if missing:
+                    problems.append(f"{len(missing)} new passages have no embedding for {manifest.embed_model}")
+                if live - bm25_ids:
+                    problems.append(f"{len(live - bm25_ids)} passages are missing from the BM25 index")
+                if len(dense_ids) != dense.size:
+                    problems.append("the dense index holds duplicate ids")
+            except Exception as exc:  # noqa: BLE001 - any unreadable part is a problem to report
+                problems.append(f"index {current.name} is unusable: {exc}")
+        repaired = False
+        if repair and problems and conn_ok and not bad_offsets:
+            self.refresh(full=True)
+            repaired = True
+        return CheckReport(ok=not problems, problems=tuple(problems), repaired=repaired, counts=counts)
 
     def sizes(self) -> dict[str, int]:
         current = self.versions.current()

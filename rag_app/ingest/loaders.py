@@ -12,6 +12,7 @@ import unicodedata
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 logger = logging.getLogger(__name__)
 
@@ -105,16 +106,17 @@ def _load_pdf(path: Path) -> LoadedDocument:
         if reader.is_encrypted:
             raise RejectedFile("encrypted (password-protected) PDF; decrypt it first")
         n_pages = len(reader.pages)
-        title = str((reader.metadata or {}).get("/Title", "") or "").strip()
+        meta: Any = reader.metadata or {}
+        title = str(meta.get("/Title", "") or "").strip()
     except RejectedFile:
         raise
-    except Exception as exc:  # noqa: BLE001 - pypdf raises many types for damaged files
+    except Exception as exc:
         raise RejectedFile(f"unreadable or damaged PDF ({exc.__class__.__name__}: {exc})") from exc
     if n_pages == 0:
         raise RejectedFile("PDF has no pages")
     try:
         docs = PDFReader(return_full_document=False).load_data(path)
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         raise RejectedFile(f"unreadable or damaged PDF ({exc.__class__.__name__}: {exc})") from exc
     pages = tuple(
         LoadedPage(str(d.metadata.get("page_label", i + 1)), clean_text(d.text)) for i, d in enumerate(docs)
@@ -144,7 +146,7 @@ def _load_docx(path: Path) -> LoadedDocument:
     _check_zip(path)
     try:
         docs = DocxReader().load_data(path)
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         raise RejectedFile(f"unreadable or damaged DOCX ({exc.__class__.__name__}: {exc})") from exc
     text = clean_text("\n\n".join(d.text for d in docs))
     return LoadedDocument("docx", (LoadedPage("", text),), headings=_docx_headings(path))
@@ -158,7 +160,8 @@ def _docx_headings(path: Path) -> tuple[str, ...]:
         document = docx.Document(str(path))
         return tuple(
             p.text.strip() for p in document.paragraphs
-            if p.text.strip() and (p.style is not None and (p.style.name or "").lower().startswith(("heading", "title")))
+            if p.text.strip() and p.style is not None
+            and (p.style.name or "").lower().startswith(("heading", "title"))
         )
     except Exception:  # noqa: BLE001 - headings are a nicety; the text already loaded
         return ()

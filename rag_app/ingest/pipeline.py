@@ -234,8 +234,7 @@ class Ingestor:
         timings = timings.add("read+chunk", total_ms - encode_ms - store_ms).add("encode", encode_ms)
         timings = timings.add("store", store_ms)
         t0 = time.perf_counter()
-        if docs or self.manager.versions.current() is None:
-            if self.store.counts()["passages"]:
-                self.manager.refresh(progress=(lambda s, d, t: progress(s, d, t, "")) if progress else None)
+        if (docs or self.manager.versions.current() is None) and self.store.counts()["passages"]:
+            self.manager.refresh(progress=(lambda s, d, t: progress(s, d, t, "")) if progress else None)
         timings = timings.add("index", (time.perf_counter() - t0) * 1000)
         return IngestReport(documents_added=docs, passages_added=n_passages, timings=timings)

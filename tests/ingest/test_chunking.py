@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import itertools
 import re
 
 from hypothesis import given, settings
@@ -36,7 +37,7 @@ def test_passages_respect_size_and_overlap() -> None:
     assert len(chunks) > 5
     for c in chunks:
         assert len(text[c.start : c.end].split()) <= 50
-    for a, b in zip(chunks, chunks[1:], strict=False):
+    for a, b in itertools.pairwise(chunks):
         assert b.start < a.end, "consecutive passages overlap"
         assert b.end > a.end, "every passage adds new text"
     assert chunks[0].start == 0 and chunks[-1].end == len(text)
@@ -84,8 +85,8 @@ def test_passage_ids_are_content_derived_and_stable() -> None:
     assert 0 <= a[0].vid < 2**63
 
 
-_sentence = st.text(alphabet=st.characters(min_codepoint=32, max_codepoint=0x2FF, blacklist_characters="\x7f"), min_size=1,
-                    max_size=60).map(lambda s: s.strip() or "x")
+_chars = st.characters(min_codepoint=32, max_codepoint=0x2FF, blacklist_characters="\x7f")
+_sentence = st.text(alphabet=_chars, min_size=1, max_size=60).map(lambda s: s.strip() or "x")
 
 
 @settings(max_examples=60, deadline=None)
@@ -94,7 +95,7 @@ _sentence = st.text(alphabet=st.characters(min_codepoint=32, max_codepoint=0x2FF
 def test_every_passage_is_the_source_slice_it_claims(pages: list[list[str]], words: int, overlap: int) -> None:
     loaded = LoadedDocument("text", tuple(LoadedPage(str(i), ". ".join(p) + ".") for i, p in enumerate(pages)))
     cfg = ChunkingConfig(chunk_words=words, overlap_words=min(overlap, words - 1), min_words=1)
-    text, spans, passages = assemble("d", loaded, cfg)
+    text, _spans, passages = assemble("d", loaded, cfg)
     for p in passages:
         assert text[p.char_start : p.char_end] == p.text
         assert p.text == p.text.strip() and p.text
