@@ -15,7 +15,13 @@ import numpy as np
 import numpy.typing as npt
 
 from rag_app.config import ModelConfig
-from rag_app.models import ModelNotFoundError, ResolvedModel, ensure_offline_default, load_failure_message, resolve_model
+from rag_app.models import (
+    ModelNotFoundError,
+    ResolvedModel,
+    ensure_offline_default,
+    load_failure_message,
+    resolve_model,
+)
 
 if TYPE_CHECKING:
     from sentence_transformers import CrossEncoder, SentenceTransformer
@@ -93,7 +99,7 @@ class BiEncoder:
                     self._passage_model = model
             except ModelNotFoundError:
                 raise
-            except Exception as exc:  # noqa: BLE001 - any load failure becomes one clear message
+            except Exception as exc:
                 raise ModelNotFoundError(load_failure_message(resolved, self.setting, exc)) from exc
             logger.info("loaded bi-encoder %s from %s", self.name, resolved.location)
 
@@ -178,7 +184,7 @@ class Reranker:
 
             try:
                 self._model = CrossEncoder(self.location, device=self.device, max_length=self.max_length)
-            except Exception as exc:  # noqa: BLE001
+            except Exception as exc:
                 raise ModelNotFoundError(
                     f"{self.setting}={self.location!r}: could not load a cross-encoder ({exc})"
                 ) from exc
