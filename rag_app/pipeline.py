@@ -134,8 +134,8 @@ class RagPipeline:
 
     # ---- stages -------------------------------------------------------------------------
     def ingest(self, paths: Sequence[Path], progress: Progress | None = None,
-               display_names: dict[Path, str] | None = None) -> IngestReport:
-        return self.ingestor.ingest_paths(paths, progress, display_names)
+               display_names: dict[Path, str] | None = None, sources: dict[Path, str] | None = None) -> IngestReport:
+        return self.ingestor.ingest_paths(paths, progress, display_names, sources)
 
     def ingest_records(self, records: Sequence[Record], progress: Progress | None = None) -> IngestReport:
         return self.ingestor.ingest_records(records, progress, total=len(records))
@@ -224,6 +224,13 @@ class RagPipeline:
         for doc in matches:
             self.store.delete_document(doc.id)
         return matches
+
+    def delete_document(self, doc_id: str) -> bool:
+        """Delete exactly one document by id (the UI's delete button)."""
+        if doc_id not in {d.id for d in self.documents()}:
+            return False
+        self.store.delete_document(doc_id)
+        return True
 
     def reindex(self, progress: Any = None) -> None:
         """Rebuild every index from the store (re-encoding with the configured model if it changed)."""

@@ -71,6 +71,14 @@ def open_chat_model(
     )
 
 
+def abstention_score(candidate: Candidate) -> float | None:
+    """The score abstention is calibrated on: the cross-encoder's when it ran, else the dense
+    cosine (BM25 and RRF scores are not comparable across queries, so they never decide)."""
+    if candidate.rerank_score is not None:
+        return candidate.rerank_score
+    return candidate.dense_score
+
+
 class Generator:
     """Produces an `Answer` for a question from context candidates, streaming the text as it comes.
 
@@ -229,9 +237,10 @@ class Generator:
     def _abstain_reason(self, ctx: Sequence[Candidate]) -> str | None:
         if not ctx:
             return "No passages were retrieved for this question."
-        best = max(c.score for c in ctx)
-        if self.abstain_threshold is not None and best < self.abstain_threshold:
-            return f"Best retrieval score {best:.3f} is below the abstention threshold {self.abstain_threshold:g}."
+        scores = [s for s in (abstention_score(c) for c in ctx) if s is not None]
+        if self.abstain_threshold is not None and scores and max(scores) < self.abstain_threshold:
+            return (f"Best relevance score {max(scores):.3f} is below the abstention threshold "
+                    f"{self.abstain_threshold:g}.")
         return None
 
     @staticmethod

@@ -103,9 +103,13 @@ class Ingestor:
 
     # ---- files --------------------------------------------------------------------------
     def ingest_paths(self, paths: Sequence[Path], progress: Progress | None = None,
-                     display_names: dict[Path, str] | None = None) -> IngestReport:
+                     display_names: dict[Path, str] | None = None,
+                     sources: dict[Path, str] | None = None) -> IngestReport:
+        """`sources` gives a file a stable identity other than its path (an upload's temporary
+        file is `upload:<name>`), so a new version of it replaces the old one."""
         files, rejected = expand_paths(paths)
         names = display_names or {}
+        origin = sources or {}
         duplicates: list[str] = []
         updated = 0
 
@@ -116,7 +120,7 @@ class Ingestor:
                 if progress:
                     progress("read", i, len(files), path.name)
                 try:
-                    item = self._prepare_file(path, names.get(path, path.name))
+                    item = self._prepare_file(path, names.get(path, path.name), origin.get(path))
                 except RejectedFile as exc:
                     rejected.append(Rejection(str(names.get(path, path)), str(exc)))
                     continue
@@ -135,12 +139,13 @@ class Ingestor:
             timings=report.timings,
         )
 
-    def _prepare_file(self, path: Path, name: str) -> _Prepared | None:
+    def _prepare_file(self, path: Path, name: str, source: str | None = None) -> _Prepared | None:
         try:
             size = path.stat().st_size
             if size > self.max_file_bytes:
+                mib = 1024 * 1024
                 raise RejectedFile(
-                    f"file is {size / 1e6:.1f} MB, over the limit of {self.max_file_bytes / 1e6:.0f} MB "
+                    f"file is {size / mib:.1f} MB, over the limit of {self.max_file_bytes / mib:.0f} MB "
                     "(RAG_APP_MAX_FILE_MB)"
                 )
             data = path.read_bytes()
@@ -150,7 +155,7 @@ class Ingestor:
         if self.store.has_hash(digest):
             return None
         loaded = load_file(path, data)
-        source = str(path.resolve())
+        source = source or str(path.resolve())
         doc_id = digest[:16]
         text, pages, passages = assemble(doc_id, loaded, self.chunking, name=name)
         if not passages:
