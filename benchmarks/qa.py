@@ -71,7 +71,7 @@ def precision_recall(scores: list[float], unanswerable: list[bool], threshold: f
             "recall": round(tp / (tp + fn), 4) if tp + fn else 0.0}
 
 
-def main() -> int:  # noqa: PLR0915 - one linear experiment script
+def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, default=SQUAD)
     parser.add_argument("--data-dir", type=Path, default=None, help="reuse an index here (default: temp)")
