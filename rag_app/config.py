@@ -42,9 +42,9 @@ class IndexConfig:
 class RetrievalConfig:
     bm25_candidates: int = 100
     dense_candidates: int = 100
-    fusion: FusionMethod = "rrf"
+    fusion: FusionMethod = "minmax"
     rrf_k: int = 60
-    bm25_weight: float = 0.3
+    bm25_weight: float = 0.5
     rerank_top_n: int = 30
     top_k: int = 10
 
@@ -98,9 +98,11 @@ class Settings(BaseSettings):
 
     bm25_candidates: int = Field(default=100, ge=1)
     dense_candidates: int = Field(default=100, ge=1)
-    fusion: FusionMethod = "rrf"
+    # min-max 0.5 tied the best tuned setting (z-score 0.5) on SciFact train within 0.001 nDCG@10 and,
+    # unlike z-score, keeps a lone BM25 hit (an exact ID match) at full weight. See README.
+    fusion: FusionMethod = "minmax"
     rrf_k: int = Field(default=60, ge=0)
-    bm25_weight: float = Field(default=0.3, ge=0.0, le=1.0)
+    bm25_weight: float = Field(default=0.5, ge=0.0, le=1.0)
     rerank_top_n: int = Field(default=30, ge=1)
     top_k: int = Field(default=10, ge=1)
 

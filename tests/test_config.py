@@ -19,7 +19,7 @@ def test_env_example_lists_every_setting_and_loads(tmp_path: Path, monkeypatch: 
     shutil.copy(ROOT / ".env.example", tmp_path / ".env")
     monkeypatch.chdir(tmp_path)
     settings = Settings()
-    assert settings.chunk_words == 200 and settings.fusion == "rrf" and settings.abstain_threshold is None
+    assert settings.chunk_words == 200 and settings.fusion == "minmax" and settings.abstain_threshold is None
 
 
 def test_env_prefix_and_validation(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -222,3 +222,17 @@ def test_fuse_errors() -> None:
 def test_fuse_empty_inputs() -> None:
     for method in ("rrf", "minmax", "zscore"):
         assert fuse(method, [], [], rrf_k=60, bm25_weight=0.5) == []
+
+
+@pytest.mark.parametrize("method", ["minmax", "zscore"])
+def test_a_lone_hit_still_outvotes_what_its_side_missed(method: str) -> None:
+    # BM25 found only "sku" (an exact ID match): no spread to normalise, yet it must count.
+    # The constant side maps to {sku: 1.0}, the others get 0.0 from it; dense minmax/z decides the rest.
+    bm25 = [("sku", 7.3)]
+    dense = [("reset", 0.48), ("cleaning", 0.28), ("sku", 0.19), ("battery", 0.12)]
+    ranked = [item for item, _ in fuse(method, bm25, dense, rrf_k=60, bm25_weight=0.5)]
+    assert set(ranked[:2]) == {"sku", "reset"}  # without the fix "cleaning" displaced "sku"
+    if method == "minmax":
+        scores = as_dict(fuse(method, bm25, dense, rrf_k=60, bm25_weight=0.5))
+        assert scores["sku"] == pytest.approx(0.5 + 0.5 * (0.19 - 0.12) / (0.48 - 0.12))
+        assert scores["reset"] == pytest.approx(0.5)
