@@ -81,6 +81,19 @@ def test_changed_file_replaces_its_passages(pipeline: RagPipeline, tmp_path: Pat
     assert not pipeline.search("coffee free", mode="bm25", k=5).candidates
 
 
+def test_changed_record_replaces_its_passages(pipeline: RagPipeline) -> None:
+    from rag_app.ingest.pipeline import Record
+
+    changed = Record("faq-7", "Canteen", TEXT_B.replace("Coffee is free", "Tea costs one euro"))
+    pipeline.ingest_records([Record("faq-7", "Canteen", TEXT_B)])
+    report = pipeline.ingest_records([changed])
+    assert (report.documents_added, report.documents_updated) == (0, 1)
+    assert [d.external_id for d in pipeline.documents()] == ["faq-7"]
+    assert not pipeline.search("coffee free", mode="bm25", k=5).candidates
+    again = pipeline.ingest_records([changed])
+    assert again.duplicates == ("faq-7",) and again.documents_updated == 0
+
+
 def test_manifest_refuses_other_embedding_model(tmp_path: Path, encoder: BiEncoder) -> None:
     data = tmp_path / "data"
     first = RagPipeline(PipelineConfig(data_dir=data), encoder=encoder, use_embedded_llm=False)

@@ -168,8 +168,12 @@ class Ingestor:
     def ingest_records(self, records: Iterable[Record], progress: Progress | None = None,
                        total: int | None = None) -> IngestReport:
         duplicates: list[str] = []
+        updated = 0
 
         def prepared() -> Iterator[_Prepared]:
+            """A record whose external id is already stored with other content replaces it (like a file
+            re-ingested from the same path)."""
+            nonlocal updated
             seen: set[str] = set()
             for i, rec in enumerate(records):
                 if progress and i % 200 == 0:
@@ -185,13 +189,16 @@ class Ingestor:
                                                  name=rec.external_id)
                 if not passages:
                     continue
-                document = Document(id=doc_id, name=rec.external_id, source=f"record:{rec.external_id}",
+                source = f"record:{rec.external_id}"
+                document = Document(id=doc_id, name=rec.external_id, source=source,
                                     format="record", content_hash=digest, n_pages=1, n_passages=len(passages),
                                     added_at=now_iso(), title=rec.title, external_id=rec.external_id)
-                yield _Prepared(NewDocument(document, text, pages, passages), [])
+                replaces = self.store.documents_by_source(source)
+                updated += bool(replaces)
+                yield _Prepared(NewDocument(document, text, pages, passages), replaces)
 
         report = self._commit(prepared(), progress)
-        return IngestReport(report.documents_added, report.passages_added, 0, tuple(duplicates), (),
+        return IngestReport(report.documents_added - updated, report.passages_added, updated, tuple(duplicates), (),
                             report.timings)
 
     # ---- shared -------------------------------------------------------------------------
