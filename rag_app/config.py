@@ -13,6 +13,8 @@ from typing import Literal
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from rag_app.inference import BackendUnavailableError, check_backend
+
 IndexType = Literal["auto", "flat", "hnsw", "ivfpq"]
 FusionMethod = Literal["rrf", "minmax", "zscore"]
 
@@ -51,12 +53,24 @@ class RetrievalConfig:
 
 @dataclass(frozen=True)
 class ModelConfig:
+    """`backend` is "torch", "onnx" or "onnx-int8" (rag_app.inference); `onnx_cache_dir` empty means
+    `<data dir>/models/onnx` (filled in by the pipeline); `query_cache_size` 0 disables the query-vector LRU."""
+
     embed_model: str = DEFAULT_EMBED_MODEL
     rerank_model: str = "auto"
     encode_batch_size: int = 32
     max_seq_length: int = 256
     device: str = "cpu"
     allow_hub: bool = False
+    backend: str = "torch"
+    onnx_cache_dir: str = ""
+    query_cache_size: int = 1024
+
+    def __post_init__(self) -> None:
+        # Normalised here so that every consumer (vector names, eval folders) sees one spelling.
+        object.__setattr__(self, "backend", check_backend(self.backend))
+        if self.query_cache_size < 0:
+            raise ValueError(f"query_cache_size must be >= 0, got {self.query_cache_size}")
 
 
 @dataclass(frozen=True)
@@ -86,6 +100,8 @@ class Settings(BaseSettings):
     max_seq_length: int = Field(default=256, ge=16)
     device: str = "cpu"
     allow_hub: bool = False
+    backend: str = "torch"
+    query_cache_size: int = Field(default=1024, ge=0)
 
     chunk_words: int = Field(default=200, ge=20)
     chunk_overlap_words: int = Field(default=40, ge=0)
@@ -129,6 +145,15 @@ class Settings(BaseSettings):
             )
         return v
 
+    @field_validator("backend")
+    @classmethod
+    def _known_backend(cls, v: str) -> str:
+        """Fail at start-up, naming RAG_APP_BACKEND, rather than on the first query."""
+        try:
+            return check_backend(v)
+        except BackendUnavailableError as exc:  # a RuntimeError: turn it into a validation error
+            raise ValueError(str(exc)) from exc
+
     def chunking(self) -> ChunkingConfig:
         return ChunkingConfig(self.chunk_words, self.chunk_overlap_words, self.chunk_min_words)
 
@@ -159,6 +184,8 @@ class Settings(BaseSettings):
             max_seq_length=self.max_seq_length,
             device=self.device,
             allow_hub=self.allow_hub,
+            backend=self.backend,
+            query_cache_size=self.query_cache_size,
         )
 
     def generation(self, environ: dict[str, str] | None = None) -> GenerationConfig:

@@ -1,7 +1,9 @@
 """Bi-encoder (separate query/passage paths, DPR-style) and cross-encoder reranker.
 
 Both load lazily on first use (`warm_up`) so constructing a pipeline is cheap and import never
-touches a model.
+touches a model (nor torch or onnxruntime). Either runs on PyTorch or ONNX Runtime (fp32 or int8),
+see `rag_app.inference`; the bi-encoder keeps an LRU of query vectors so repeated questions skip
+encoding.
 """
 
 from __future__ import annotations
@@ -9,12 +11,15 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
 
+from rag_app.caching import CacheStats, QueryEmbeddingCache
 from rag_app.config import ModelConfig
+from rag_app.inference import BackendUnavailableError, effective_backend, vector_model_name
 from rag_app.models import (
     ModelNotFoundError,
     ResolvedModel,
@@ -25,6 +30,8 @@ from rag_app.models import (
 
 if TYPE_CHECKING:
     from sentence_transformers import CrossEncoder, SentenceTransformer
+
+    from rag_app.inference import OnnxCrossEncoder, OnnxSentenceTransformer
 
 logger = logging.getLogger(__name__)
 
@@ -43,7 +50,7 @@ def _prefixes(model_name: str) -> tuple[str, str]:
     return "", ""
 
 
-def _dimension(model: SentenceTransformer) -> int:
+def _dimension(model: SentenceTransformer | OnnxSentenceTransformer) -> int:
     getter = getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension
     return int(getter() or 0)
 
@@ -58,27 +65,34 @@ class BiEncoder:
     def __init__(self, config: ModelConfig, setting: str = "RAG_APP_EMBED_MODEL") -> None:
         self.config = config
         self.setting = setting
+        self.backend = effective_backend(config.backend, config.device)
         self._resolved: ResolvedModel | None = None
-        self._query_model: SentenceTransformer | None = None
-        self._passage_model: SentenceTransformer | None = None
+        self._query_model: SentenceTransformer | OnnxSentenceTransformer | None = None
+        self._passage_model: SentenceTransformer | OnnxSentenceTransformer | None = None
         self._lock = threading.Lock()
         self.query_prefix, self.passage_prefix = _prefixes(config.embed_model)
+        # Owned by this instance (not global): its entries are only valid for the model loaded here.
+        self._query_cache = QueryEmbeddingCache(config.query_cache_size) if config.query_cache_size else None
+        self._cache_model = ""
 
     @property
     def name(self) -> str:
-        return self.config.embed_model
+        """The name of the vector space (store cache key, index manifest): the model spec, plus
+        `@onnx-int8` for int8 vectors, which differ enough from torch/fp32 ones to reorder hits."""
+        return vector_model_name(self.config.embed_model, self.backend)
 
     def resolved(self) -> ResolvedModel:
         if self._resolved is None:
             self._resolved = resolve_model(self.config.embed_model, self.setting)
         return self._resolved
 
-    def _load(self, location: str) -> SentenceTransformer:
-        from sentence_transformers import SentenceTransformer
+    def _load(self, location: str) -> SentenceTransformer | OnnxSentenceTransformer:
+        from rag_app.inference import load_sentence_transformer
 
-        model = SentenceTransformer(location, device=self.config.device)
-        model.max_seq_length = min(self.config.max_seq_length, model.max_seq_length or 512)
-        return model
+        cache_dir = Path(self.config.onnx_cache_dir) if self.config.onnx_cache_dir else None
+        # The configured backend, not the effective one: the loader warns when ONNX cannot serve the device.
+        return load_sentence_transformer(location, self.config.backend, self.config.device, cache_dir,
+                                         self.config.max_seq_length)
 
     def warm_up(self) -> None:
         with self._lock:
@@ -100,8 +114,12 @@ class BiEncoder:
             except ModelNotFoundError:
                 raise
             except Exception as exc:
-                raise ModelNotFoundError(load_failure_message(resolved, self.setting, exc)) from exc
-            logger.info("loaded bi-encoder %s from %s", self.name, resolved.location)
+                message = load_failure_message(resolved, self.setting, exc)
+                if self.backend != "torch" or isinstance(exc, BackendUnavailableError):
+                    message += f" (RAG_APP_BACKEND={self.backend}; RAG_APP_BACKEND=torch needs no ONNX export)"
+                raise ModelNotFoundError(message) from exc
+            self._cache_model = f"{self.name}|{resolved.location}|{self.backend}"
+            logger.info("loaded bi-encoder %s from %s on %s", self.name, resolved.location, self.backend)
 
     @property
     def dimension(self) -> int:
@@ -113,20 +131,32 @@ class BiEncoder:
         return int(dim)
 
     @property
-    def query_model(self) -> SentenceTransformer:
+    def query_model(self) -> SentenceTransformer | OnnxSentenceTransformer:
         self.warm_up()
         assert self._query_model is not None
         return self._query_model
 
     @property
-    def passage_model(self) -> SentenceTransformer:
+    def passage_model(self) -> SentenceTransformer | OnnxSentenceTransformer:
         self.warm_up()
         assert self._passage_model is not None
         return self._passage_model
 
     def encode_queries(self, queries: Sequence[str]) -> FloatArray:
-        texts = [self.query_prefix + q for q in queries]
-        return self._encode(self.query_model, texts, None)
+        """Query vectors; repeated queries come from the LRU (a question asked again, in another mode,
+        with another k, or after an ingest), only the new ones are encoded, in one batch."""
+        model = self.query_model
+        if not queries or self._query_cache is None:
+            return self._encode(model, [self.query_prefix + q for q in queries], None)
+
+        def compute(texts: list[str]) -> FloatArray:
+            return self._encode(model, [self.query_prefix + t for t in texts], None)
+
+        return self._query_cache.encode(self._cache_model, self.query_prefix, list(queries), compute)
+
+    def query_cache_stats(self) -> CacheStats | None:
+        """Hits, misses and size of the query-vector LRU; None when it is disabled."""
+        return self._query_cache.stats() if self._query_cache is not None else None
 
     def encode_passages(
         self, passages: Sequence[str], progress: Callable[[int], None] | None = None
@@ -135,7 +165,8 @@ class BiEncoder:
         return self._encode(self.passage_model, texts, progress)
 
     def _encode(
-        self, model: SentenceTransformer, texts: list[str], progress: Callable[[int], None] | None
+        self, model: SentenceTransformer | OnnxSentenceTransformer, texts: list[str],
+        progress: Callable[[int], None] | None,
     ) -> FloatArray:
         dim = _dimension(model)
         if not texts:
@@ -158,17 +189,24 @@ class BiEncoder:
 
 class Reranker:
     """Cross-encoder reranker. Only a real cross-encoder checkpoint is accepted: a bi-encoder
-    loaded as a CrossEncoder gets a random head and meaningless scores."""
+    loaded as a CrossEncoder gets a random head and meaningless scores.
+
+    `backend` as for the bi-encoder; ONNX exports go to `cache_dir` (None: the user cache). Rerank
+    scores are not persisted, so an int8 reranker needs no reindex."""
 
     def __init__(self, location: str, setting: str = "RAG_APP_RERANK_MODEL", max_length: int = 256,
-                 batch_size: int = 32, device: str = "cpu", allow_hub: bool = False) -> None:
+                 batch_size: int = 32, device: str = "cpu", allow_hub: bool = False, backend: str = "torch",
+                 cache_dir: Path | None = None) -> None:
         self.location = location
         self.setting = setting
         self.max_length = max_length
         self.batch_size = batch_size
         self.device = device
         self.allow_hub = allow_hub
-        self._model: CrossEncoder | None = None
+        self.requested_backend = backend
+        self.backend = effective_backend(backend, device)
+        self.cache_dir = cache_dir
+        self._model: CrossEncoder | OnnxCrossEncoder | None = None
         self._lock = threading.Lock()
 
     @property
@@ -180,14 +218,17 @@ class Reranker:
             if self._model is not None:
                 return
             ensure_offline_default(self.allow_hub)
-            from sentence_transformers import CrossEncoder
+            from rag_app.inference import load_cross_encoder
 
             try:
-                self._model = CrossEncoder(self.location, device=self.device, max_length=self.max_length)
+                self._model = load_cross_encoder(self.location, self.requested_backend, self.device,
+                                                 self.cache_dir, self.max_length)
             except Exception as exc:
+                on = f" on RAG_APP_BACKEND={self.backend}" if self.backend != "torch" else ""
                 raise ModelNotFoundError(
-                    f"{self.setting}={self.location!r}: could not load a cross-encoder ({exc})"
+                    f"{self.setting}={self.location!r}: could not load a cross-encoder{on} ({exc})"
                 ) from exc
+            logger.info("loaded cross-encoder %s on %s", self.location, self.backend)
 
     def score(self, query: str, passages: Sequence[str]) -> list[float]:
         if not passages:

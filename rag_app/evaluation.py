@@ -180,8 +180,12 @@ def metric_names(ks: Sequence[int]) -> tuple[str, ...]:
 
 
 def eval_data_dir(base: Path, dataset_dir: Path, models: ModelConfig, chunking: ChunkingConfig) -> Path:
-    """`<base>/eval/<dataset>-<hash of what shapes the vectors and passages>`."""
-    key = json.dumps({"embed_model": models.embed_model, "max_seq_length": models.max_seq_length,
+    """`<base>/eval/<dataset>-<hash of what shapes the vectors and passages>`. The model is named as the
+    index names it (`inference.vector_model_name`): int8 gets its own folder, torch and fp32 ONNX share one."""
+    from rag_app.inference import effective_backend, vector_model_name
+
+    embed = vector_model_name(models.embed_model, effective_backend(models.backend, models.device))
+    key = json.dumps({"embed_model": embed, "max_seq_length": models.max_seq_length,
                       "chunking": asdict(chunking)}, sort_keys=True)
     slug = re.sub(r"[^A-Za-z0-9_.-]+", "-", dataset_dir.resolve().name).strip("-") or "dataset"
     return base / "eval" / f"{slug}-{hashlib.sha256(key.encode()).hexdigest()[:10]}"

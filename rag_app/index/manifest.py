@@ -9,6 +9,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from rag_app.inference import INT8_SUFFIX
+
 MANIFEST_NAME = "manifest.json"
 FORMAT_VERSION = 1
 
@@ -65,10 +67,24 @@ class Manifest:
             raise IndexMismatchError(f"{path} is missing or unreadable ({exc}); run `rag-app reindex`") from exc
 
     def check_model(self, embed_model: str) -> None:
-        if self.embed_model != embed_model:
+        """`embed_model` is the encoder's vector-space name (`inference.vector_model_name`)."""
+        if self.embed_model == embed_model:
+            return
+        spec = embed_model.removesuffix(INT8_SUFFIX)
+        if self.embed_model.removesuffix(INT8_SUFFIX) == spec:
+            # Same model, int8 on one side only: the vectors differ enough to reorder close hits.
+            def kind(name: str) -> str:
+                return "onnx-int8" if name.endswith(INT8_SUFFIX) else "fp32 (torch or onnx)"
+
             raise IndexMismatchError(
-                f"the index in {self.version} was built with embedding model {self.embed_model!r} "
-                f"but RAG_APP_EMBED_MODEL is {embed_model!r}. Vectors from different models cannot be mixed: "
-                "run `rag-app reindex` to re-encode the stored passages with the new model, "
-                "or set RAG_APP_EMBED_MODEL back."
+                f"the index in {self.version} was built with {spec!r} on the {kind(self.embed_model)} backend "
+                f"but RAG_APP_BACKEND now gives {kind(embed_model)} vectors. int8 and fp32 vectors are not mixed: "
+                "run `rag-app reindex` to re-encode the stored passages with this backend, "
+                "or set RAG_APP_BACKEND back."
             )
+        raise IndexMismatchError(
+            f"the index in {self.version} was built with embedding model {self.embed_model!r} "
+            f"but RAG_APP_EMBED_MODEL is {embed_model!r}. Vectors from different models cannot be mixed: "
+            "run `rag-app reindex` to re-encode the stored passages with the new model, "
+            "or set RAG_APP_EMBED_MODEL back."
+        )
