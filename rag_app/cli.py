@@ -151,7 +151,7 @@ def cmd_info(args: argparse.Namespace) -> int:
         print(f"  built {idx['created_at']} with {idx['packages']}")
     s = info["settings"]
     print(f"settings: fusion {s['fusion']} (rrf_k {s['rrf_k']}, bm25 weight {s['bm25_weight']}), "
-          f"reranker {s['reranker'] or 'none installed'}")
+          f"reranker {s['reranker'] or 'none installed'}, inference backend {s.get('backend', 'torch')}")
     return 0
 
 
