@@ -7,7 +7,7 @@ DATA_DIR ?= rag_data
 PORT ?= 8501
 PYTEST_ARGS ?=
 
-.PHONY: install install-test run ingest-sample ui test test-fast lint bench clean
+.PHONY: install install-test run ingest-sample ui test test-fast lint bench bench-compare clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -48,6 +48,14 @@ test-fast:
 bench:
 	$(BIN)/python benchmarks/ingest.py
 	$(BIN)/python benchmarks/retrieval.py --quick
+
+# rag_app vs llama-index's default hybrid, bm25s vs rank-bm25 (full SciFact: ~15-30 min on 2 cores).
+# Installs the `bench` extra; llama-index-retrievers-bm25 with --no-deps (it declares PyStemmer<3).
+COMPARE_ARGS ?=
+bench-compare:
+	$(BIN)/pip install --quiet "rank-bm25>=0.2.2" "llama-index-embeddings-huggingface>=0.8,<0.9"
+	$(BIN)/pip install --quiet --no-deps "llama-index-retrievers-bm25>=0.8,<0.9"
+	$(BIN)/python benchmarks/compare.py $(COMPARE_ARGS)
 
 clean:
 	rm -rf $(VENV) $(DATA_DIR) .pytest_cache .mypy_cache .ruff_cache
