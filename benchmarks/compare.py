@@ -38,11 +38,10 @@ Design choices:
   * `--docs N` keeps the first N documents plus every document judged relevant for the chosen queries
     (encoding all 5,183 abstracts takes minutes per system on 2 cores); the full corpus is the default.
 
-Threads: rag_app's process loads two OpenMP runtimes (torch's libgomp and the one bundled in faiss-cpu, with
-its OpenBLAS); with the default OMP_WAIT_POLICY their idle workers spin and starve each other on 2 cores, which
-measured here (loaded machine, 300 documents) ~230 ms per query instead of ~23 ms with OMP_WAIT_POLICY=PASSIVE;
-llama-index (no faiss) was unaffected. The script does not set it: it measures rag_app as it runs. Set it in the
-environment (every worker inherits it); the JSON records the thread variables under machine.thread_env.
+Threads: rag_app's process loads two OpenMP runtimes (torch's libgomp and the one bundled in faiss-cpu); with
+OpenMP's default wait policy their idle workers spin and starve each other on 2 cores (~230 ms per query instead
+of ~23 ms here), so `import rag_app` sets OMP_WAIT_POLICY=PASSIVE unless the environment says otherwise. The
+JSON records the thread variables of the run under machine.thread_env.
 
 Speed target of the issue: rag_app hybrid ≥ 3× faster than the llama-index default hybrid (p50 and p95)
 at equal or better nDCG@10; `comparison.target_met` says whether this run meets it.
@@ -505,9 +504,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         data["passage_texts"], data["passage_docs"] = lexical_passages(records)
         data["stopwords"] = list(STOPWORDS_EN)
     log(f"{len(records)} documents, {len(bench.queries)} queries, model {model_path}, reranker {reranker}")
-    if "OMP_WAIT_POLICY" not in os.environ:
-        log("OMP_WAIT_POLICY is unset: rag_app's two OpenMP runtimes (torch, faiss) may spin against each other; "
-            "see the module docstring")
     systems: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="rag-compare-") as tmp:
         data_path = Path(tmp) / "data.json"
