@@ -9,6 +9,7 @@ Experiments (each on its own held-out 20%, seed 13, never trained on):
   scifact-ict  the same, trained only on inverse-cloze pairs from the corpus (no labels), same held-out part
   scifact-ce   cross-encoder from the packaged MiniLM on hybrid-mined negatives; hybrid vs hybrid + rerank
   squad-bi     bi-encoder on SQuAD 2.0 dev answerable questions, held out by article title
+  squad-ce     cross-encoder on the same SQuAD questions and held-out articles; hybrid vs hybrid + rerank
   scifact-syn  the same as scifact-ict with --synthetic-pairs questions written by the embedded SmolLM2
 Work data (corpus indexes, models) goes to --work (default /tmp/rag_training_bench); the corpus index is
 reused between runs, so only the first run pays for encoding the corpus with the base model.
@@ -36,7 +37,7 @@ from rag_app.training.reranker import RerankerTrainConfig
 from rag_app.training.run import DataSpec, RunContext, format_report, run_biencoder, run_reranker
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
-EXPERIMENTS = ("scifact-bi", "scifact-ict", "scifact-ce", "squad-bi", "scifact-syn")
+EXPERIMENTS = ("scifact-bi", "scifact-ict", "scifact-ce", "squad-bi", "squad-ce", "scifact-syn")
 
 
 def progress(stage: str, done: int, total: int, detail: str = "") -> None:
@@ -106,7 +107,8 @@ def main(argv: list[str] | None = None) -> int:
             ce = RerankerTrainConfig(epochs=args.epochs or 1.0, batch_size=args.batch_size or 16,
                                      learning_rate=args.lr or 5e-5, max_length=args.max_seq_length,
                                      loss=args.loss or "mnrl")
-            report = run_reranker(DataSpec(beir=DATA / "scifact"), ctx, ce, ce_neg, out, progress=progress)
+            data = DataSpec(squad=DATA / "squad2-dev") if name == "squad-ce" else DataSpec(beir=DATA / "scifact")
+            report = run_reranker(data, ctx, ce, ce_neg, out, progress=progress)
         print(format_report(report), file=sys.stderr, flush=True)
         results[name] = summary(report) | {"wall_clock_s": round(time.perf_counter() - t0, 1)}
         print(json.dumps({name: results[name]}, default=str), flush=True)

@@ -400,7 +400,8 @@ def cmd_train(args: argparse.Namespace) -> int:
                                      source=args.negatives or "both", depth=30, sample=True, seed=args.seed)
                 ce = RerankerTrainConfig(epochs=args.epochs, batch_size=args.batch_size or 16,
                                          learning_rate=args.lr or 5e-5, max_length=args.max_seq_length,
-                                         loss=args.loss or "mnrl", seed=args.seed)
+                                         loss=args.loss or "mnrl", seed=args.seed,
+                                         rerank_weight=args.rerank_weight)
                 report = run_reranker(spec, ctx, ce, neg, out, base=args.base or "", progress=bars)
             else:
                 neg = NegativeConfig(k=1 if args.hard_negatives is None else args.hard_negatives,
@@ -560,6 +561,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--loss", default=None,
                    help="bi-encoder: mnrl|cached-mnrl; reranker: mnrl|bce|lambda|listnet (default mnrl)")
     p.add_argument("--asymmetric", action="store_true", help="separate query and passage encoders (DPR-style)")
+    p.add_argument("--rerank-weight", type=float, default=0.5,
+                   help="reranker: share of its score in the rerank order, the rest is the fused score (default "
+                        "0.5; 1 = plain reranking); recorded with the model")
     p.add_argument("--base", help="start from this model (default: the active bi-encoder; reranker: packaged MiniLM)")
     p.add_argument("--held-out", type=float, default=0.2, help="fraction held out for evaluation (default 0.2)")
     p.add_argument("--seed", type=int, default=13)

@@ -49,6 +49,7 @@ class RetrievalConfig:
     bm25_weight: float = 0.5
     rerank_top_n: int = 30
     top_k: int = 10
+    rerank_weight: float | None = None  # None: the reranker's own recommendation (see Reranker.weight)
 
 
 @dataclass(frozen=True)
@@ -121,6 +122,7 @@ class Settings(BaseSettings):
     bm25_weight: float = Field(default=0.5, ge=0.0, le=1.0)
     rerank_top_n: int = Field(default=30, ge=1)
     top_k: int = Field(default=10, ge=1)
+    rerank_weight: float | None = Field(default=None, ge=0.0, le=1.0)
 
     max_file_mb: float = Field(default=50.0, gt=0)
     hot_max: int = Field(default=5000, ge=0)
@@ -174,6 +176,7 @@ class Settings(BaseSettings):
             bm25_weight=self.bm25_weight,
             rerank_top_n=self.rerank_top_n,
             top_k=self.top_k,
+            rerank_weight=self.rerank_weight,
         )
 
     def models(self) -> ModelConfig:

@@ -8,6 +8,7 @@ encoding.
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 from collections.abc import Callable, Sequence
@@ -187,6 +188,10 @@ class BiEncoder:
         return out
 
 
+#: written by `rag-app train reranker` beside the model: {"rerank_weight": w, ...}
+RERANKER_META = "rag_app_reranker.json"
+
+
 class Reranker:
     """Cross-encoder reranker. Only a real cross-encoder checkpoint is accepted: a bi-encoder
     loaded as a CrossEncoder gets a random head and meaningless scores.
@@ -212,6 +217,17 @@ class Reranker:
     @property
     def name(self) -> str:
         return self.location
+
+    @property
+    def weight(self) -> float:
+        """How much of the rerank order this model's scores decide (the rest is the fused score): what
+        `rag-app train reranker` recorded in the model folder (RERANKER_META), else 1.0 (plain reranking)."""
+        try:
+            meta = json.loads((Path(self.location) / RERANKER_META).read_text())
+            value = float(meta["rerank_weight"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return 1.0
+        return value if 0.0 <= value <= 1.0 else 1.0
 
     def warm_up(self) -> None:
         with self._lock:

@@ -236,3 +236,17 @@ def test_a_lone_hit_still_outvotes_what_its_side_missed(method: str) -> None:
         scores = as_dict(fuse(method, bm25, dense, rrf_k=60, bm25_weight=0.5))
         assert scores["sku"] == pytest.approx(0.5 + 0.5 * (0.19 - 0.12) / (0.48 - 0.12))
         assert scores["reset"] == pytest.approx(0.5)
+
+
+def test_interpolate_blends_normalised_scores_by_hand() -> None:
+    from rag_app.retrieval.fusion import interpolate
+
+    rerank = {"a": 2.0, "b": 4.0, "c": 0.0}  # minmax: a 0.5, b 1.0, c 0.0
+    fused = {"a": 0.9, "b": 0.1, "c": 0.5}  # minmax: a 1.0, b 0.0, c 0.5
+    # w = 0.5: a 0.75, b 0.5, c 0.25;  w = 1: b, a, c (the cross-encoder alone);  w = 0: a, c, b
+    assert interpolate(rerank, fused, 0.5) == [("a", pytest.approx(0.75)), ("b", pytest.approx(0.5)),
+                                               ("c", pytest.approx(0.25))]
+    assert [k for k, _ in interpolate(rerank, fused, 1.0)] == ["b", "a", "c"]
+    assert [k for k, _ in interpolate(rerank, fused, 0.0)] == ["a", "c", "b"]
+    with pytest.raises(ValueError, match="RAG_APP_RERANK_WEIGHT"):
+        interpolate(rerank, fused, 1.5)

@@ -129,3 +129,33 @@ def test_rerank_plumbing_with_a_tiny_cross_encoder(toy_dir: Path, shared_encoder
     assert all(c.fused_rank is not None for c in head)  # earlier stages are kept
     assert NO_RERANKER not in result.notes
     assert "rerank" in result.timings.as_dict()
+
+
+def test_a_trained_rerankers_recorded_weight_blends_with_the_fused_score(
+        toy_dir: Path, shared_encoder: BiEncoder, tiny_cross_encoder: Path, tmp_path: Path) -> None:
+    import json
+    import shutil
+    from dataclasses import replace
+
+    from rag_app.encoders import RERANKER_META
+
+    blended = tmp_path / "ce"
+    shutil.copytree(tiny_cross_encoder, blended)
+    (blended / RERANKER_META).write_text(json.dumps({"rerank_weight": 0.0}))
+    assert Reranker(str(blended)).weight == 0.0 and Reranker(str(tiny_cross_encoder)).weight == 1.0
+    config = PipelineConfig(data_dir=toy_dir)
+    pipeline = RagPipeline(config, encoder=shared_encoder, reranker=Reranker(str(blended)))
+    try:
+        hybrid = pipeline.search(QUERY, "hybrid", len(TOY))
+        weight0 = pipeline.search(QUERY, "rerank", len(TOY))
+        plain = pipeline.search(QUERY, "rerank", len(TOY), replace(config.retrieval, rerank_weight=1.0))
+    finally:
+        pipeline.close()
+    # weight 0 (recorded in the folder): the fused order stands, but every head passage carries its CE score
+    assert [c.passage.id for c in weight0.candidates] == [c.passage.id for c in hybrid.candidates]
+    assert all(c.rerank_score is not None for c in weight0.candidates)
+    assert any("0 x cross-encoder" in n for n in weight0.notes)
+    # RAG_APP_RERANK_WEIGHT=1 overrides it: the cross-encoder's own order
+    scores = [c.rerank_score for c in plain.candidates]
+    assert scores == sorted(scores, reverse=True)  # type: ignore[type-var]
+    assert not any("cross-encoder +" in n for n in plain.notes)

@@ -14,7 +14,7 @@ from dataclasses import dataclass, replace
 from rag_app.config import RetrievalConfig
 from rag_app.encoders import BiEncoder, Reranker
 from rag_app.index.manager import IndexManager
-from rag_app.retrieval.fusion import fuse
+from rag_app.retrieval.fusion import fuse, interpolate
 from rag_app.store import Store
 from rag_app.types import MODES, Candidate, Passage, SearchResult, Timings
 
@@ -68,13 +68,10 @@ class HybridRetriever:
                 notes.append(NO_RERANKER)
             else:
                 t0 = time.perf_counter()
-                top = candidates[: cfg.rerank_top_n]
-                passages = self._passages([c.vid for c in top])
-                scores = self.reranker.score(query, [passages[c.vid].index_text() for c in top if c.vid in passages])
-                reranked = sorted(zip(top, scores, strict=True), key=lambda p: -p[1])
-                candidates = [replace(c, rerank_score=float(s), rerank_rank=r)
-                              for r, (c, s) in enumerate(reranked, 1)] + candidates[cfg.rerank_top_n :]
+                candidates, note = self._rerank(query, candidates, cfg, self.reranker)
                 timings = timings.add("rerank", (time.perf_counter() - t0) * 1000)
+                if note:
+                    notes.append(note)
         t0 = time.perf_counter()
         chosen = candidates[:k]
         passages = self._passages([c.vid for c in chosen])
@@ -86,6 +83,28 @@ class HybridRetriever:
         )
         timings = timings.add("fetch", (time.perf_counter() - t0) * 1000)
         return SearchResult(query, mode, result, timings, tuple(notes))
+
+    def _rerank(self, query: str, candidates: list[_Scored], cfg: RetrievalConfig,
+                reranker: Reranker) -> tuple[list[_Scored], str]:
+        """The fused head reordered by the cross-encoder, or by its blend with the fused score when the
+        rerank weight is below 1; `rerank_score` is always the cross-encoder's own score."""
+        top = candidates[: cfg.rerank_top_n]
+        passages = self._passages([c.vid for c in top])
+        top = [c for c in top if c.vid in passages]
+        scores = reranker.score(query, [passages[c.vid].index_text() for c in top])
+        weight = cfg.rerank_weight if cfg.rerank_weight is not None else reranker.weight
+        ce = {c.vid: float(s) for c, s in zip(top, scores, strict=True)}
+        by_vid = {c.vid: c for c in top}
+        if weight >= 1.0:
+            order = sorted(ce, key=lambda vid: -ce[vid])
+            note = ""
+        else:
+            fused = {c.vid: c.fused_score if c.fused_score is not None else 0.0 for c in top}
+            order = [vid for vid, _ in interpolate(ce, fused, weight)]
+            note = (f"rerank order: {weight:g} x cross-encoder + {1 - weight:g} x fused score (each min-max "
+                    f"normalised over the top {len(top)})")
+        head = [replace(by_vid[vid], rerank_score=ce[vid], rerank_rank=r) for r, vid in enumerate(order, 1)]
+        return head + candidates[cfg.rerank_top_n :], note
 
     def _passages(self, vids: Sequence[int]) -> dict[int, Passage]:
         return self.store.passages_by_vid(vids)

@@ -29,7 +29,7 @@ from rag_app.encoders import BiEncoder, Reranker
 from rag_app.index.dense import exact_search
 from rag_app.ingest.pipeline import Record
 from rag_app.metrics import evaluate
-from rag_app.retrieval.fusion import fuse, minmax_normalise
+from rag_app.retrieval.fusion import fuse, interpolate
 from rag_app.training.pairs import CorpusPassage
 
 if TYPE_CHECKING:
@@ -201,21 +201,19 @@ class CorpusIndex:
 
     def reranked(self, reranker: Reranker, query: str, fused: list[tuple[int, float]],
                  interpolations: Sequence[float] = ()) -> tuple[list[int], dict[float, list[int]]]:
-        """The fused list with its top `rerank_top_n` reordered by the cross-encoder (as the product does),
-        and, per weight w in `interpolations`, reordered by w * minmax(rerank) + (1 - w) * minmax(fused)
-        instead (a diagnostic of score interpolation, which the product does not do)."""
+        """The fused list with its top `rerank_top_n` reordered as the product does (the reranker's own
+        weight, see `Reranker.weight`, unless the retrieval config sets one), and per weight w in
+        `interpolations` reordered by w * minmax(rerank) + (1 - w) * minmax(fused) as a diagnostic
+        (w = 1: the cross-encoder alone)."""
         n = self.retrieval.rerank_top_n
         top = fused[:n]
         tail = [v for v, _ in fused[n:]]
         scores = reranker.score(query, [self.text_of[v] for v, _ in top])
-        order = [v for (v, _), _s in sorted(zip(top, scores, strict=True), key=lambda p: -p[1])]
-        mixed: dict[float, list[int]] = {}
-        if interpolations and top:
-            ce = minmax_normalise({v: s for (v, _), s in zip(top, scores, strict=True)})
-            fu = minmax_normalise(dict(top))
-            for w in interpolations:
-                ranked = sorted(top, key=lambda p: -(w * ce[p[0]] + (1 - w) * fu[p[0]]))
-                mixed[w] = [v for v, _ in ranked] + tail
+        ce = {v: float(s) for (v, _), s in zip(top, scores, strict=True)}
+        first = dict(top)
+        weight = self.retrieval.rerank_weight if self.retrieval.rerank_weight is not None else reranker.weight
+        order = [v for v, _ in interpolate(ce, first, weight)]
+        mixed = {w: [v for v, _ in interpolate(ce, first, w)] + tail for w in interpolations}
         return order + tail, mixed
 
     def to_docs(self, vids: Sequence[int], limit: int | None = None) -> list[str]:

@@ -41,9 +41,9 @@ logger = logging.getLogger(__name__)
 
 Progress = Callable[[str, int, int, str], None]
 REPORT_FILE = "training_report.json"
-#: reported beside plain reranking, never used for adoption: 0.5 * minmax(rerank) + 0.5 * minmax(fused)
-#: over the reranked top; a fixed, untuned weight (tuning it on the held-out part would overfit)
-INTERPOLATION_DIAGNOSTIC = (0.5,)
+#: reported beside the product's rerank row (the trained model's recorded weight), never used for adoption:
+#: `rerank~1` is the cross-encoder alone (no blending with the fused score)
+INTERPOLATION_DIAGNOSTIC = (1.0,)
 
 
 @dataclass(frozen=True)

@@ -52,9 +52,10 @@ def test_tiny_random_bert_cross_encoder(tmp_path: Path, tiny_bert: Path) -> None
     build_cross_encoder(str(tiny_bert), RerankerTrainConfig(max_length=64)).save(str(base))
     assert is_cross_encoder(str(base))
     config = RerankerTrainConfig(epochs=3, batch_size=4, learning_rate=3e-3, warmup_ratio=0.0, max_length=64,
-                                 loss="bce")
+                                 loss="bce", rerank_weight=0.25)
     stats = train_reranker(str(base), _examples(), tmp_path / "ce", config)
     assert stats.steps == 24 and len(stats.losses) >= 2
+    assert Reranker(str(tmp_path / "ce")).weight == 0.25  # recorded beside the model for the product
     before, after = _state(base), _state(tmp_path / "ce")
     assert before.keys() == after.keys()
     assert any(not np.allclose(before[k], after[k]) for k in before)
