@@ -63,7 +63,8 @@ class ModelConfig:
     max_seq_length: int = 256
     device: str = "cpu"
     allow_hub: bool = False
-    backend: str = "torch"
+    # fp32 ONNX: the same vectors as torch, ~4x faster queries, ~0.4 s load instead of ~9 s (README)
+    backend: str = "onnx"
     onnx_cache_dir: str = ""
     query_cache_size: int = 1024
 
@@ -101,7 +102,7 @@ class Settings(BaseSettings):
     max_seq_length: int = Field(default=256, ge=16)
     device: str = "cpu"
     allow_hub: bool = False
-    backend: str = "torch"
+    backend: str = "onnx"
     query_cache_size: int = Field(default=1024, ge=0)
 
     chunk_words: int = Field(default=200, ge=20)

@@ -92,8 +92,18 @@ class BiEncoder:
 
         cache_dir = Path(self.config.onnx_cache_dir) if self.config.onnx_cache_dir else None
         # The configured backend, not the effective one: the loader warns when ONNX cannot serve the device.
-        return load_sentence_transformer(location, self.config.backend, self.config.device, cache_dir,
-                                         self.config.max_seq_length)
+        try:
+            return load_sentence_transformer(location, self.config.backend, self.config.device, cache_dir,
+                                             self.config.max_seq_length)
+        except Exception as exc:
+            if self.backend != "onnx":
+                raise
+            # fp32 ONNX and torch vectors share a name (same vector space), so torch can stand in.
+            logger.warning("%s cannot run on ONNX Runtime (%s); using torch, which gives the same vectors",
+                           location, exc)
+            self.backend = "torch"
+            return load_sentence_transformer(location, "torch", self.config.device, cache_dir,
+                                             self.config.max_seq_length)
 
     def warm_up(self) -> None:
         with self._lock:
@@ -234,17 +244,28 @@ class Reranker:
             if self._model is not None:
                 return
             ensure_offline_default(self.allow_hub)
-            from rag_app.inference import load_cross_encoder
-
             try:
-                self._model = load_cross_encoder(self.location, self.requested_backend, self.device,
-                                                 self.cache_dir, self.max_length)
+                self._model = self._load()
             except Exception as exc:
                 on = f" on RAG_APP_BACKEND={self.backend}" if self.backend != "torch" else ""
                 raise ModelNotFoundError(
                     f"{self.setting}={self.location!r}: could not load a cross-encoder{on} ({exc})"
                 ) from exc
             logger.info("loaded cross-encoder %s on %s", self.location, self.backend)
+
+    def _load(self) -> CrossEncoder | OnnxCrossEncoder:
+        from rag_app.inference import load_cross_encoder
+
+        try:
+            return load_cross_encoder(self.location, self.requested_backend, self.device, self.cache_dir,
+                                      self.max_length)
+        except Exception as exc:
+            if self.backend == "torch":
+                raise
+            # Rerank scores are never stored, so torch can always stand in for an ONNX export that failed.
+            logger.warning("%s cannot run on ONNX Runtime (%s); using torch", self.location, exc)
+            self.backend = "torch"
+            return load_cross_encoder(self.location, "torch", self.device, self.cache_dir, self.max_length)
 
     def score(self, query: str, passages: Sequence[str]) -> list[float]:
         if not passages:

@@ -236,7 +236,7 @@ def test_pipeline_wires_the_backend_and_onnx_cache_dir(tmp_path: Path) -> None:
     finally:
         pipeline.close()
     explicit = resolve_reranker(str(reranker_dir), data, ModelConfig(onnx_cache_dir=str(tmp_path / "x")))
-    assert explicit is not None and (explicit.backend, explicit.cache_dir) == ("torch", tmp_path / "x")
+    assert explicit is not None and (explicit.backend, explicit.cache_dir) == ("onnx", tmp_path / "x")
 
 
 @needs_onnx
@@ -563,3 +563,28 @@ def test_onnx_cross_encoder_matches_torch(backend: str, atol: float, tiny_cross_
     assert np.abs(np.asarray(scores) - ref[: len(PASSAGES)]).max() <= atol
     assert any(p.name.endswith(f"-cross-encoder-{fingerprint(str(tiny_cross_encoder))}-{backend}")
                for p in own_cache.iterdir())
+
+
+@pytest.mark.slow
+def test_fp32_onnx_falls_back_to_torch_when_the_export_fails(monkeypatch: pytest.MonkeyPatch,
+                                                             caplog: pytest.LogCaptureFixture) -> None:
+    """The default backend must never leave a user without an encoder: a model ONNX cannot export runs on
+    torch (same vector name, so the index stays valid); int8 does not fall back (its vectors differ)."""
+    from rag_app import inference
+    from rag_app.encoders import BiEncoder
+    from rag_app.inference import BackendUnavailableError
+    from rag_app.models import ModelNotFoundError
+
+    def refuse(*_: Any, **__: Any) -> Any:
+        raise BackendUnavailableError("unsupported model inputs")
+
+    monkeypatch.setattr(inference, "ensure_exported", refuse)
+    encoder = BiEncoder(ModelConfig(backend="onnx", query_cache_size=0))
+    name = encoder.name
+    with caplog.at_level("WARNING", logger="rag_app.encoders"):
+        vectors = encoder.encode_queries(["what bacterium causes tuberculosis"])
+    assert encoder.backend == "torch" and encoder.name == name
+    assert vectors.shape == (1, 384) and abs(float(np.linalg.norm(vectors[0])) - 1.0) < 1e-5
+    assert "using torch" in caplog.text
+    with pytest.raises(ModelNotFoundError, match="RAG_APP_BACKEND=onnx-int8"):
+        BiEncoder(ModelConfig(backend="onnx-int8")).warm_up()
