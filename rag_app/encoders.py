@@ -165,6 +165,11 @@ class BiEncoder:
 
         return self._query_cache.encode(self._cache_model, self.query_prefix, list(queries), compute)
 
+    def clear_query_cache(self) -> None:
+        """Forget cached query vectors (latency measurements must pay for encoding every query)."""
+        if self._query_cache is not None:
+            self._query_cache.clear()
+
     def query_cache_stats(self) -> CacheStats | None:
         """Hits, misses and size of the query-vector LRU; None when it is disabled."""
         return self._query_cache.stats() if self._query_cache is not None else None

@@ -297,3 +297,21 @@ def test_cli_eval_prints_the_table_and_json(report: Any, beir_dir: Path, tmp_pat
     out = capsys.readouterr().out
     assert "reused index" in out and "nDCG@10" in out and "RAG_APP_FUSION=" in out
     assert cli.main(["--data-dir", str(tmp_path), "eval", str(tmp_path / "missing")]) == 2
+
+
+def test_each_mode_pays_for_its_own_query_encoding(beir_dir: Path, tmp_path: Path) -> None:
+    """A mode run after another must not time cached query vectors (hybrid after dense looked 2x faster)."""
+    from rag_app.evaluation import ensure_corpus, run_mode
+
+    encoder = BiEncoder(ModelConfig(query_cache_size=64))
+    pipe = RagPipeline(PipelineConfig(data_dir=tmp_path), encoder=encoder)
+    try:
+        ensure_corpus(pipe, beir_dir)
+        bench = load_benchmark(beir_dir)
+        run_mode(pipe, bench, "dense", (10,))
+        hybrid = run_mode(pipe, bench, "hybrid", (10,))
+        stats = encoder.query_cache_stats()  # counted since the cache was cleared after the warm-up
+    finally:
+        pipe.close()
+    assert stats is not None and (stats.hits, stats.misses) == (0, len(bench.queries))
+    assert hybrid.stage_p50_ms["encode"] > 0.01
