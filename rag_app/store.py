@@ -61,6 +61,9 @@ CREATE TABLE IF NOT EXISTS embeddings (
     vec BLOB NOT NULL,
     PRIMARY KEY (model, vid)
 );
+-- Deleting a passage cascades here by vid alone: without this index every deleted passage scanned the
+-- whole table (a 6-passage document took ~750 ms to delete at 100k passages).
+CREATE INDEX IF NOT EXISTS embeddings_vid ON embeddings(vid);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
 
@@ -299,8 +302,8 @@ class Store:
             last = int(rows[-1]["vid"])
 
     def all_vids(self) -> npt.NDArray[np.int64]:
-        rows = self._conn().execute("SELECT vid FROM passages ORDER BY vid").fetchall()
-        return np.array([int(r[0]) for r in rows], dtype=np.int64)
+        cursor = self._conn().execute("SELECT vid FROM passages ORDER BY vid")
+        return np.fromiter((r[0] for r in cursor), dtype=np.int64)
 
     def get_embeddings(self, model: str, vids: Sequence[int], dim: int) -> tuple[npt.NDArray[np.float32], list[int]]:
         """Cached vectors for `vids` (rows of zeros where missing) and the positions missing."""

@@ -6,7 +6,7 @@ import json
 import logging
 import os
 import shutil
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -63,12 +63,14 @@ class LexicalIndex:
     def size(self) -> int:
         return len(self.vids)
 
-    def set_deleted(self, deleted: set[int]) -> None:
+    def set_deleted(self, deleted: Collection[int] | npt.NDArray[np.int64]) -> None:
         """Soft-delete rows (bm25s `weight_mask`) so deletes are instant between rebuilds."""
-        if not deleted:
+        gone = np.fromiter((int(v) for v in deleted), dtype=np.int64) if not isinstance(deleted, np.ndarray) \
+            else deleted
+        if not len(gone):
             self._mask = None
             return
-        self._mask = np.array([0.0 if int(v) in deleted else 1.0 for v in self.vids], dtype=np.float32)
+        self._mask = np.where(np.isin(self.vids, gone), 0.0, 1.0).astype(np.float32)
 
     def search(self, query: str, k: int) -> list[tuple[int, float]]:
         """(vid, score) best first; zero-score hits (no query term matched) are dropped."""
