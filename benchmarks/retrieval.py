@@ -40,13 +40,14 @@ from rag_app.encoders import BiEncoder
 from rag_app.evaluation import ensure_corpus, eval_data_dir, load_benchmark, max_pool, vid_to_doc
 from rag_app.ingest.pipeline import Record
 from rag_app.metrics import evaluate, percentile
-from rag_app.pipeline import PipelineConfig, RagPipeline, resolve_reranker
+from rag_app.pipeline import PipelineConfig, RagPipeline, active_embed_model, resolve_reranker
 
 ROOT = Path(__file__).resolve().parents[1]
 SCIFACT = ROOT.parent / "shared" / "data" / "scifact"
 STAGES = ("bm25", "encode", "dense", "fusion", "rerank", "fetch")
 NOISE_SIGMA = 0.02
 WINDOW_WORDS = 90
+MAX_WINDOW_WORDS = 150  # below the default 200-word chunk size
 _SENTENCE = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9(])")
 
 
@@ -217,10 +218,15 @@ def ratios(llama: dict[str, Any], ours: dict[str, Any]) -> dict[str, Any]:
 
 def perturbed_windows(text: str, rng: random.Random) -> list[str]:
     """The abstract's sentences shuffled, then cut into windows of about WINDOW_WORDS words."""
-    sentences = [s for s in _SENTENCE.split(text.strip()) if s]
+    # Windows stay below the chunk size (and over-long sentences are dropped) so each one is exactly one
+    # passage: the precomputed vectors are looked up by passage text.
+    sentences = [s for s in _SENTENCE.split(text.strip()) if s and len(s.split()) <= MAX_WINDOW_WORDS]
     rng.shuffle(sentences)
     windows, current = [], []
     for sentence in sentences:
+        if current and sum(len(s.split()) for s in current) + len(sentence.split()) > MAX_WINDOW_WORDS:
+            windows.append(" ".join(current))
+            current = []
         current.append(sentence)
         if sum(len(s.split()) for s in current) >= WINDOW_WORDS:
             windows.append(" ".join(current))
@@ -374,6 +380,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     settings = Settings()
     if args.data_dir:
         settings = settings.model_copy(update={"data_dir": Path(args.data_dir)})
+    # `auto`: the bi-encoder adopted for the data dir, else the packaged one (as `rag-app eval` resolves it)
+    settings = settings.model_copy(update={"embed_model": active_embed_model(settings.embed_model,
+                                                                             settings.data_dir)})
     encoder = BiEncoder(settings.models())
     encoder.warm_up()
     scifact = scifact_pipeline(settings, encoder)

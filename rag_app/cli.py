@@ -313,7 +313,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
     from rag_app.evaluation import eval_data_dir, evaluate_dataset, format_table, report_json
-    from rag_app.pipeline import PipelineConfig, RagPipeline, resolve_reranker
+    from rag_app.pipeline import PipelineConfig, RagPipeline, active_embed_model, resolve_reranker
 
     settings = _settings(args)
     dataset = Path(args.dataset_dir)
@@ -322,6 +322,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
     modes = _csv(args.modes, str, "--modes")
     ks = _csv(args.k, int, "--k")
     base = PipelineConfig.from_settings(settings)
+    # `auto` is the bi-encoder adopted for the user's data dir (not for the eval folder derived from it).
+    base = replace(base, models=replace(base.models, embed_model=active_embed_model(base.models.embed_model,
+                                                                                     settings.data_dir)))
     config = replace(base, data_dir=eval_data_dir(settings.data_dir, dataset, base.models, base.chunking))
     # A trained reranker lives in the user's data dir, not in the eval folder.
     reranker = resolve_reranker(settings.rerank_model, settings.data_dir, base.models)
