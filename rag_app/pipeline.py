@@ -266,6 +266,7 @@ class RagPipeline:
                 "embed_location": manifest.embed_location, "dim": manifest.dim,
                 "index_type": manifest.index_type, "dense_count": manifest.dense_count,
                 "bm25_count": manifest.bm25_count, "hot_count": len(snap.hot_vids) if snap else None,
+                "bm25_hot_count": snap.lexical.hot.size if snap else None,
                 "deleted_pending": len(snap.deleted) if snap else None, "chunking": manifest.chunking,
                 "created_at": manifest.created_at, "packages": manifest.packages,
                 "provenance": manifest.provenance, **self.indexes.sizes(),

@@ -1,7 +1,9 @@
 """Index snapshots derived from the store, and the versioned rebuilds that keep them current.
 
 A snapshot is immutable: the dense main index from the current version, a small exact "hot"
-set for passages added since that index was built, the ids deleted since (excluded), and BM25.
+set for passages added since that index was built, the ids deleted since (excluded), and the same
+main + hot structure for BM25 (hot passages scored with the main index's statistics). Both main
+indexes are rebuilt together, so an ingest that fits in the hot set rebuilds neither.
 Readers hold a snapshot; a refresh builds a new one and swaps the reference, so a query never
 sees a half-updated index.
 """
@@ -21,7 +23,7 @@ import numpy.typing as npt
 from rag_app.config import ChunkingConfig, IndexConfig
 from rag_app.encoders import BiEncoder
 from rag_app.index.dense import DenseIndex, exact_search
-from rag_app.index.lexical import LexicalIndex
+from rag_app.index.lexical import LexicalIndex, LexicalSnapshot, tokenize_docs
 from rag_app.index.manifest import IndexMismatchError, Manifest
 from rag_app.index.versions import IndexVersions
 from rag_app.store import Store, now_iso
@@ -51,7 +53,7 @@ class IndexSnapshot:
     hot_vids: IdArray
     hot_matrix: FloatArray
     deleted: frozenset[int]
-    lexical: LexicalIndex
+    lexical: LexicalSnapshot
     store_generation: int
 
     @property
@@ -78,6 +80,7 @@ class IndexSnapshot:
         return [[(int(i), float(s)) for i, s in zip(ids[r], scores[r], strict=True)] for r in range(len(queries))]
 
     def bm25_search(self, query: str, k: int) -> list[tuple[int, float]]:
+        """Main BM25 (minus deletions) merged with the hot lexical set, best first."""
         return self.lexical.search(query, k)
 
 
@@ -129,7 +132,10 @@ class IndexManager:
         current = self.versions.current()
         return Manifest.load(current) if current else None
 
-    def _open(self) -> IndexSnapshot | None:
+    def _open(self, previous: IndexSnapshot | None = None, dense: DenseIndex | None = None,
+              lexical: LexicalIndex | None = None) -> IndexSnapshot | None:
+        """Snapshot of the current version. `previous` lends its hot-passage tokens; `dense` and
+        `lexical` are main indexes already in memory whose files this version hard-linked."""
         current = self.versions.current()
         if current is None:
             if self.store.counts()["passages"]:
@@ -137,29 +143,44 @@ class IndexManager:
             return None
         manifest = Manifest.load(current)
         manifest.check_model(self.encoder.name)
-        previous = self._snapshot
+        if previous is None:
+            previous = self._snapshot
         if previous is not None and previous.manifest.version == manifest.version:
-            dense, lexical = previous.dense, previous.lexical
-        else:
+            dense, lexical = previous.dense, previous.lexical.main
+        if dense is None:
             dense = DenseIndex.load(current / DENSE_FILE, manifest.index_type, manifest.dim, self.index_config)
+        if lexical is None:
             lexical = LexicalIndex.load(current / LEXICAL_DIR)
         generation = self.store.generation
         # Sorted-array set algebra: this runs after every ingest and delete (100k passages: milliseconds).
         live = self.store.all_vids()
         dense_ids = dense.ids()
-        if len(np.setdiff1d(live, lexical.vids)):
-            # BM25 is behind the store (a crash between store commit and publish): rebuild now.
-            logger.info("BM25 index is behind the store; rebuilding it")
+        # Passages the main BM25 index lacks are its hot set (added since it was built, or committed
+        # by a run that crashed before publishing): scored exactly, on the main index's scale.
+        hot_lexical = np.setdiff1d(live, lexical.vids)
+        if len(hot_lexical) and lexical.stats is None:
+            # A BM25 folder without corpus statistics (written before hot BM25 existed) cannot score
+            # hot passages on its scale: rebuild it (refresh does, when the statistics are missing).
+            logger.info("BM25 index has no statistics for %d new passages; rebuilding it", len(hot_lexical))
             return self.refresh()
-        lexical.set_deleted(np.setdiff1d(lexical.vids, live))
         hot = np.setdiff1d(live, dense_ids)
         hot_matrix, missing = self.store.get_embeddings(manifest.embed_model, hot.tolist(), manifest.dim)
         if missing:
             logger.info("%d passages have no cached embedding; refreshing", len(missing))
             return self.refresh()
+        # Hot passages are immutable per vid (the id hashes the text), so their tokens carry over.
+        known = previous.lexical.hot.docs if previous is not None else {}
+        hot_docs = {v: known[v] for v in hot_lexical.tolist() if v in known}
+        todo = [v for v in hot_lexical.tolist() if v not in hot_docs]
+        if todo:
+            # A passage deleted since `all_vids` is simply absent here: it is not searchable anyway.
+            texts = {vid: p.index_text() for vid, p in self.store.passages_by_vid(todo).items()}
+            hot_docs.update(tokenize_docs(texts))
+        lexical_snap = lexical.with_hot(hot_docs, np.setdiff1d(lexical.vids, live),
+                                        previous.lexical if previous is not None else None)
         return IndexSnapshot(
             manifest=manifest, dense=dense, hot_vids=hot, hot_matrix=hot_matrix,
-            deleted=frozenset(np.setdiff1d(dense_ids, live).tolist()), lexical=lexical,
+            deleted=frozenset(np.setdiff1d(dense_ids, live).tolist()), lexical=lexical_snap,
             store_generation=generation,
         )
 
@@ -186,8 +207,9 @@ class IndexManager:
 
     def refresh(self, full: bool = False, progress: Progress | None = None,
                 provenance: dict[str, object] | None = None) -> IndexSnapshot:
-        """Publish a new version matching the store. The dense index is rebuilt only when asked,
-        when the model changed, or when the hot set outgrew `hot_max`; BM25 is always rebuilt."""
+        """Publish a new version matching the store. The main dense and BM25 indexes are rebuilt
+        only when asked, when the model changed, or when the hot set (or the deletions) outgrew
+        `hot_max`; otherwise the new version hard-links the previous files and new passages are hot."""
         with self._lock:
             self.ensure_embeddings(progress)
             generation = self.store.generation
@@ -197,14 +219,15 @@ class IndexManager:
             old = Manifest.load(current) if current else None
             vids = self.store.all_vids()
             rebuild_dense = full or old is None or old.embed_model != model or old.dim != dim
+            snap = self._snapshot
+            loaded: DenseIndex | None = None
             if not rebuild_dense and current is not None and old is not None:
-                snap = self._snapshot
                 loaded = (snap.dense if snap is not None and snap.manifest.version == old.version
                           else DenseIndex.load(current / DENSE_FILE, old.index_type, dim, self.index_config))
-                dense_ids = set(loaded.ids().tolist())
-                live = set(vids.tolist())
-                if len(live - dense_ids) > self.hot_max or len(dense_ids - live) > self.hot_max:
+                if self._outgrew(vids, loaded.ids()):
                     rebuild_dense = True
+            old_lexical = None if rebuild_dense or current is None or old is None else \
+                self._reusable_lexical(current, old, vids)
             target = self.versions.new_dir()
             try:
                 if rebuild_dense:
@@ -220,11 +243,18 @@ class IndexManager:
                     os.link(current / DENSE_FILE, target / DENSE_FILE)
                     kind = old.index_type
                     dense_count = old.dense_count
-                if progress:
-                    progress("bm25 index", 0, len(vids))
-                passages = list(self.store.iter_passages())
-                lexical = LexicalIndex.build([p.index_text() for p in passages], [p.vid for p in passages])
-                lexical.save(target / LEXICAL_DIR)
+                if old_lexical is None:
+                    if progress:
+                        progress("bm25 index", 0, len(vids))
+                    # Over the same passages as the dense main index, so both have the same hot set.
+                    wanted = set(vids.tolist())
+                    passages = [p for p in self.store.iter_passages() if p.vid in wanted]
+                    lexical = LexicalIndex.build([p.index_text() for p in passages], [p.vid for p in passages])
+                    lexical.save(target / LEXICAL_DIR)
+                else:
+                    assert current is not None
+                    LexicalIndex.link(current / LEXICAL_DIR, target / LEXICAL_DIR)
+                    lexical = old_lexical
                 manifest = Manifest(
                     version=target.name, embed_model=model,
                     embed_location=self.encoder.resolved().location, dim=dim, index_type=kind,
@@ -240,11 +270,34 @@ class IndexManager:
                 shutil.rmtree(target, ignore_errors=True)
                 raise
             self._snapshot = None
-            snap = self._open_after_publish()
-            return snap
+            # Linked files are the very indexes already in memory: hand them over instead of reloading.
+            return self._open_after_publish(
+                previous=snap, dense=None if rebuild_dense else loaded, lexical=old_lexical)
 
-    def _open_after_publish(self) -> IndexSnapshot:
-        snap = self._open()
+    def _outgrew(self, live: IdArray, main_ids: IdArray) -> bool:
+        """Whether a main index is too far from the store: more new or deleted passages than `hot_max`."""
+        return bool(len(np.setdiff1d(live, main_ids)) > self.hot_max
+                    or len(np.setdiff1d(main_ids, live)) > self.hot_max)
+
+    def _reusable_lexical(self, current: Path, old: Manifest, live: IdArray) -> LexicalIndex | None:
+        """The current main BM25 index if the next version can link it; None means rebuild it (its
+        folder is unreadable, has no statistics to score hot passages with, or is too far behind)."""
+        snap = self._snapshot
+        if snap is not None and snap.manifest.version == old.version:
+            lexical = snap.lexical.main
+        else:
+            try:
+                lexical = LexicalIndex.load(current / LEXICAL_DIR)
+            except Exception as exc:  # noqa: BLE001 - a broken folder is rebuilt, not propagated
+                logger.warning("BM25 index in %s is unreadable (%s); rebuilding it", current.name, exc)
+                return None
+        if lexical.stats is None or self._outgrew(live, lexical.vids):
+            return None
+        return lexical
+
+    def _open_after_publish(self, previous: IndexSnapshot | None = None, dense: DenseIndex | None = None,
+                            lexical: LexicalIndex | None = None) -> IndexSnapshot:
+        snap = self._open(previous, dense, lexical)
         if snap is None:  # pragma: no cover - a version was just published
             raise IndexMismatchError("index vanished right after publishing")
         self._snapshot = snap
@@ -270,17 +323,26 @@ class IndexManager:
                 manifest = Manifest.load(current)
                 manifest.check_model(self.encoder.name)
                 dense = DenseIndex.load(current / DENSE_FILE, manifest.index_type, manifest.dim, self.index_config)
-                lexical = LexicalIndex.load(current / LEXICAL_DIR)
+                lexical = LexicalIndex.load(current / LEXICAL_DIR)  # raises if its parts disagree
                 dense_ids = set(dense.ids().tolist())
                 bm25_ids = set(lexical.vids.tolist())
                 hot = live - dense_ids
+                bm25_hot = live - bm25_ids
                 _, missing = self.store.get_embeddings(manifest.embed_model, sorted(hot), manifest.dim)
                 counts.update(dense=len(dense_ids), hot=len(hot), deleted_pending=len(dense_ids - live),
-                              bm25=len(bm25_ids))
+                              bm25=len(bm25_ids), bm25_hot=len(bm25_hot))
                 if missing:
                     problems.append(f"{len(missing)} new passages have no embedding for {manifest.embed_model}")
-                if live - bm25_ids:
-                    problems.append(f"{len(live - bm25_ids)} passages are missing from the BM25 index")
+                # Passages the main BM25 index lacks are its hot set, scored with its statistics;
+                # they are only missing if those statistics are not there.
+                if bm25_hot and lexical.stats is None:
+                    problems.append(f"{len(bm25_hot)} passages are missing from the BM25 index "
+                                    "(it has no statistics to score them as hot passages)")
+                # Both main indexes are built over the same passages (BM25 alone may be newer), so a
+                # live passage of the dense main index that BM25 lacks means a damaged BM25 folder.
+                if (dense_ids & live) - bm25_ids:
+                    problems.append(f"{len((dense_ids & live) - bm25_ids)} passages of the dense index are "
+                                    "missing from the BM25 index")
                 if len(dense_ids) != dense.size:
                     problems.append("the dense index holds duplicate ids")
             except Exception as exc:  # noqa: BLE001 - any unreadable part is a problem to report
