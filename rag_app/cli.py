@@ -146,7 +146,8 @@ def cmd_info(args: argparse.Namespace) -> int:
         print(f"index {idx['version']}: {idx['embed_model']} ({idx['dim']}-d, {idx['embed_location']})")
         print(f"  dense: {idx['index_type']}, {idx['dense_count']} vectors + {idx['hot_count']} hot, "
               f"{idx['deleted_pending']} deleted pending compaction, {idx.get('dense_bytes', 0) / 1e6:.1f} MB")
-        print(f"  bm25: {idx['bm25_count']} passages, {idx.get('bm25_bytes', 0) / 1e6:.1f} MB")
+        print(f"  bm25: {idx['bm25_count']} passages + {idx.get('bm25_hot_count') or 0} hot, "
+              f"{idx.get('bm25_bytes', 0) / 1e6:.1f} MB")
         print(f"  chunking: {idx['chunking']}")
         print(f"  built {idx['created_at']} with {idx['packages']}")
     s = info["settings"]
