@@ -291,15 +291,16 @@ def cmd_llm_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_ui(args: argparse.Namespace) -> int:
-    import subprocess
-
+    """Replace this process with streamlit, so Ctrl-C and SIGTERM reach it (and its LLM server) directly."""
     app = Path(__file__).parent / "ui" / "app.py"
     cmd = [sys.executable, "-m", "streamlit", "run", str(app), "--server.headless", "true",
            "--server.address", args.host, "--server.port", str(args.port), "--browser.gatherUsageStats", "false"]
     env = dict(os.environ)
     if args.data_dir:
         env["RAG_APP_DATA_DIR"] = str(args.data_dir)
-    return subprocess.call(cmd, env=env)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execve(sys.executable, cmd, env)
 
 
 def _csv(text: str, kind: type, what: str) -> list[Any]:
