@@ -31,7 +31,7 @@ class ChunkingConfig:
 @dataclass(frozen=True)
 class IndexConfig:
     index_type: IndexType = "auto"
-    ann_threshold: int = 200_000
+    ann_threshold: int = 50_000
     hnsw_m: int = 32
     hnsw_ef_construction: int = 80
     hnsw_ef_search: int = 128
@@ -110,7 +110,7 @@ class Settings(BaseSettings):
     chunk_min_words: int = Field(default=20, ge=0)
 
     index_type: IndexType = "auto"
-    ann_threshold: int = Field(default=200_000, ge=1)
+    ann_threshold: int = Field(default=50_000, ge=1)
     hnsw_ef_search: int = Field(default=128, ge=1)
     ivf_nprobe: int = Field(default=16, ge=1)
 

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import faiss
@@ -21,6 +22,29 @@ logger = logging.getLogger(__name__)
 
 FloatArray = npt.NDArray[np.float32]
 IdArray = npt.NDArray[np.int64]
+
+
+@contextmanager
+def single_query_threads(n_queries: int) -> Iterator[None]:
+    """One OpenMP thread for a one-query search, restored after.
+
+    On 2 cores, splitting a single query across faiss's OpenMP threads costs more than it saves: a Flat
+    search over 100k vectors takes 8.6 ms on one thread and 21 ms on two, HNSW 0.7 vs 1.0 ms
+    (benchmarks/scale.py). Batches (evaluation, ANN recall) keep all threads. omp_set_num_threads sets the
+    calling thread's ICV only, so concurrent sessions and background builds are not affected.
+    """
+    if n_queries != 1:
+        yield
+        return
+    before = faiss.omp_get_max_threads()
+    if before == 1:
+        yield
+        return
+    faiss.omp_set_num_threads(1)
+    try:
+        yield
+    finally:
+        faiss.omp_set_num_threads(before)
 
 
 def choose_kind(config: IndexConfig, n_vectors: int) -> str:
@@ -104,7 +128,8 @@ class DenseIndex:
         if self.index.ntotal == 0 or k <= 0:
             return (np.zeros((len(queries), 0), dtype=np.float32), np.zeros((len(queries), 0), dtype=np.int64))
         fetch = min(k + len(exclude), int(self.index.ntotal))
-        scores, ids = self.index.search(queries, fetch)
+        with single_query_threads(len(queries)):
+            scores, ids = self.index.search(queries, fetch)
         if not exclude:
             return scores[:, :k], ids[:, :k]
         out_s = np.full((len(queries), k), -np.inf, dtype=np.float32)

@@ -87,3 +87,36 @@ def test_auto_kind_switches_at_threshold() -> None:
     assert choose_kind(cfg, 999) == "flat"
     assert choose_kind(cfg, 1000) == "hnsw"
     assert choose_kind(IndexConfig(index_type="ivfpq"), 10) == "ivfpq"
+
+
+def test_single_query_search_uses_one_thread_locally_and_restores_it() -> None:
+    import threading
+
+    import faiss
+
+    from rag_app.index.dense import single_query_threads
+
+    x, ids, queries = _data(seed=5)
+    index = DenseIndex.build(x, ids, IndexConfig(index_type="flat"), dim=32)
+    _, batch = index.search(queries, 5)
+    singles = [index.search(queries[i : i + 1], 5)[1][0].tolist() for i in range(len(queries))]
+    assert singles == batch.tolist()
+
+    def in_other_thread() -> int:
+        got: list[int] = []
+        worker = threading.Thread(target=lambda: got.append(faiss.omp_get_max_threads()))
+        worker.start()
+        worker.join()
+        return got[0]
+
+    faiss.omp_set_num_threads(2)
+    seen: dict[str, int] = {"other_thread_before": in_other_thread()}
+    with single_query_threads(1):
+        seen["inside"] = faiss.omp_get_max_threads()
+        seen["other_thread_inside"] = in_other_thread()
+    seen["after"] = faiss.omp_get_max_threads()
+    with single_query_threads(8):
+        seen["batch"] = faiss.omp_get_max_threads()
+    assert seen["inside"] == 1
+    assert seen["other_thread_inside"] == seen["other_thread_before"]  # the setting is the caller's alone
+    assert seen["after"] == seen["batch"] == 2
