@@ -30,6 +30,7 @@ from typing import Any
 from rag_app.config import DEFAULT_EMBED_MODEL
 from rag_app.pipeline import ACTIVE_EMBEDDER_FILE, EMBEDDER_DIR, TRAINED_RERANKER_DIR, PipelineConfig, RagPipeline
 from rag_app.store import now_iso
+from rag_app.training.common import MIN_GAIN
 
 logger = logging.getLogger(__name__)
 
@@ -137,7 +138,7 @@ def _provenance(report: Mapping[str, Any], name: str) -> dict[str, Any]:
 
 
 def adopt_biencoder(config: PipelineConfig, model_dir: Path, *, report: Mapping[str, Any] | None = None,
-                    name: str | None = None, move: bool = False, min_gain: float = 0.0,
+                    name: str | None = None, move: bool = False, min_gain: float = MIN_GAIN,
                     progress: IndexProgress | None = None) -> AdoptResult:
     """Adopt a trained bi-encoder into `config.data_dir` if its held-out dense nDCG@10 improved."""
     model_dir = Path(model_dir)
@@ -236,7 +237,7 @@ def _manifest_model(version_dir: Path) -> str | None:
 
 
 def adopt_reranker(config: PipelineConfig, model_dir: Path, *, report: Mapping[str, Any] | None = None,
-                   min_gain: float = 0.0) -> AdoptResult:
+                   min_gain: float = MIN_GAIN) -> AdoptResult:
     """Install a trained cross-encoder as `<data_dir>/models/reranker` if it improved held-out nDCG@10."""
     model_dir = Path(model_dir)
     if not model_dir.is_dir():

@@ -20,6 +20,7 @@ from rag_app.config import ChunkingConfig, ModelConfig, RetrievalConfig
 from rag_app.encoders import Reranker
 from rag_app.store import now_iso
 from rag_app.training.biencoder import BiEncoderTrainConfig, Example, train_biencoder
+from rag_app.training.common import MIN_GAIN
 from rag_app.training.heldout import CorpusIndex, eval_dir_for, format_comparison, make_encoder
 from rag_app.training.negatives import NegativeConfig, mine_negatives
 from rag_app.training.pairs import (
@@ -277,7 +278,7 @@ def run_biencoder(spec: DataSpec, ctx: RunContext, cfg: BiEncoderTrainConfig, ne
                      "n_queries": len(prepared.split.held_out.qrels)},
         "improvement": {"dense_ndcg@10": gain,
                         "hybrid_ndcg@10": after["hybrid"]["ndcg@10"] - before["hybrid"]["ndcg@10"]},
-        "improved": gain > 0,
+        "improved": gain > MIN_GAIN,
         "timings_s": {k: round(v, 1) for k, v in timings.items()},
         "eval_dir": str(index.data_dir),
     }
@@ -326,7 +327,7 @@ def run_reranker(spec: DataSpec, ctx: RunContext, cfg: RerankerTrainConfig, neg:
         "held_out": {"before": before, "after": after, "reranker_before": ctx.reranker or None,
                      "n_queries": len(prepared.split.held_out.qrels)},
         "improvement": {"rerank_ndcg@10": gain, "reference": "hybrid" if current is None else "current reranker"},
-        "improved": gain > 0,
+        "improved": gain > MIN_GAIN,
         "timings_s": {k: round(v, 1) for k, v in timings.items()},
         "eval_dir": str(index.data_dir),
     }
@@ -352,6 +353,7 @@ def format_report(report: Mapping[str, Any]) -> str:
         table = format_comparison(before, after, title)
         gain = report["improvement"]["dense_ndcg@10"]
         verdict = f"dense nDCG@10 {gain:+.4f}"
+    verdict += f" (improved means > {MIN_GAIN:+.4f})"
     train = report["train"]
     lines = [table, "",
              f"{'improved' if report['improved'] else 'NOT improved'}: {verdict}",

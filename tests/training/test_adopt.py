@@ -72,6 +72,8 @@ def test_refused_model_leaves_the_old_index_working(tmp_path: Path, data_dir: Pa
         adopt_biencoder(_config(data_dir), run)
     with pytest.raises(AdoptionRefusedError):
         adopt_biencoder(_config(data_dir), _fake_run(tmp_path, minilm_path, gain=0.0, name="flat"))
+    with pytest.raises(AdoptionRefusedError, match="needs >"):  # a gain within noise (MIN_GAIN) is no gain
+        adopt_biencoder(_config(data_dir), _fake_run(tmp_path, minilm_path, gain=0.003, name="noise"))
     assert not (data_dir / ACTIVE_EMBEDDER_FILE).exists()
     assert not list(data_dir.glob("models/embedder/*"))
     assert sorted(p.name for p in (data_dir / "index").glob("v*")) == versions_before
