@@ -167,8 +167,8 @@ class HotLexical:
 
 
 class LexicalIndex:
-    """The main bm25s index. It has no add/delete: rebuilt with the dense main index; deleted rows
-    are masked until then and new passages are a `HotLexical` set (see `with_hot`)."""
+    """The main bm25s index. It has no add/delete: rebuilt with the dense main index; until then a
+    snapshot (`with_hot`) masks deleted rows and adds new passages as a `HotLexical` set."""
 
     def __init__(self, retriever: object | None, vids: IdArray, params: dict[str, object],
                  stats: Bm25Stats | None = None) -> None:
@@ -177,7 +177,6 @@ class LexicalIndex:
         self.params = params
         self.stats = stats
         self._stem = _stemmer()
-        self._mask: MaskArray | None = None
 
     @classmethod
     def build(cls, texts: Sequence[str], vids: Sequence[int], k1: float = DEFAULT_K1, b: float = DEFAULT_B,
@@ -213,10 +212,6 @@ class LexicalIndex:
             return None
         return np.where(np.isin(self.vids, gone), 0.0, 1.0).astype(np.float32)
 
-    def set_deleted(self, deleted: Collection[int] | IdArray) -> None:
-        """Soft-delete rows (bm25s `weight_mask`) so deletes are instant between rebuilds."""
-        self._mask = self.deleted_mask(deleted)
-
     def tokenize_query(self, query: str) -> list[str]:
         bm25s = _bm25s()
         tokens = bm25s.tokenize([query], stopwords=STOPWORDS, stemmer=self._stem, show_progress=False,
@@ -224,10 +219,11 @@ class LexicalIndex:
         return list(tokens[0]) if tokens else []
 
     def search(self, query: str, k: int) -> list[tuple[int, float]]:
-        """(vid, score) best first; zero-score hits (no query term matched) are dropped."""
+        """(vid, score) best first over every row; zero-score hits (no query term matched) are dropped.
+        Deletions are a snapshot's business (`with_hot`), so a shared index is never mutated."""
         if self._retriever is None or k <= 0:
             return []
-        return self.search_tokens(self.tokenize_query(query), k, self._mask)
+        return self.search_tokens(self.tokenize_query(query), k, None)
 
     def search_tokens(self, tokens: list[str], k: int, mask: MaskArray | None) -> list[tuple[int, float]]:
         if self._retriever is None or k <= 0 or not tokens:
