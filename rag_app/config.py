@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from rag_app.inference import BackendUnavailableError, check_backend
@@ -38,6 +38,7 @@ class IndexConfig:
     ivf_nlist: int = 0  # 0: chosen from corpus size
     ivf_nprobe: int = 16
     pq_m: int = 48
+    ivf_refine: float = 2.0  # IVF-PQ: re-score this many x k candidates with the exact (memory-mapped) vectors
 
 
 @dataclass(frozen=True)
@@ -67,10 +68,16 @@ class ModelConfig:
     backend: str = "onnx"
     onnx_cache_dir: str = ""
     query_cache_size: int = 1024
+    # The cross-encoder's own input cap and backend ("" = `backend`): its cost grows with both, its scores
+    # are never stored, so they can differ from the bi-encoder's without a reindex (benchmarks/rerank.py).
+    rerank_max_length: int = 256
+    rerank_backend: str = ""
 
     def __post_init__(self) -> None:
         # Normalised here so that every consumer (vector names, eval folders) sees one spelling.
         object.__setattr__(self, "backend", check_backend(self.backend))
+        if self.rerank_backend:
+            object.__setattr__(self, "rerank_backend", check_backend(self.rerank_backend, "RAG_APP_RERANK_BACKEND"))
         if self.query_cache_size < 0:
             raise ValueError(f"query_cache_size must be >= 0, got {self.query_cache_size}")
 
@@ -104,6 +111,8 @@ class Settings(BaseSettings):
     allow_hub: bool = False
     backend: str = "onnx"
     query_cache_size: int = Field(default=1024, ge=0)
+    rerank_max_length: int = Field(default=256, ge=16)
+    rerank_backend: str = ""
 
     chunk_words: int = Field(default=200, ge=20)
     chunk_overlap_words: int = Field(default=40, ge=0)
@@ -113,6 +122,7 @@ class Settings(BaseSettings):
     ann_threshold: int = Field(default=50_000, ge=1)
     hnsw_ef_search: int = Field(default=128, ge=1)
     ivf_nprobe: int = Field(default=16, ge=1)
+    ivf_refine: float = Field(default=2.0, ge=1.0)
 
     bm25_candidates: int = Field(default=100, ge=1)
     dense_candidates: int = Field(default=100, ge=1)
@@ -148,12 +158,14 @@ class Settings(BaseSettings):
             )
         return v
 
-    @field_validator("backend")
+    @field_validator("backend", "rerank_backend")
     @classmethod
-    def _known_backend(cls, v: str) -> str:
-        """Fail at start-up, naming RAG_APP_BACKEND, rather than on the first query."""
+    def _known_backend(cls, v: str, info: ValidationInfo) -> str:
+        """Fail at start-up, naming the setting, rather than on the first query."""
+        if not v and info.field_name == "rerank_backend":
+            return v
         try:
-            return check_backend(v)
+            return check_backend(v, f"RAG_APP_{str(info.field_name).upper()}")
         except BackendUnavailableError as exc:  # a RuntimeError: turn it into a validation error
             raise ValueError(str(exc)) from exc
 
@@ -166,6 +178,7 @@ class Settings(BaseSettings):
             ann_threshold=self.ann_threshold,
             hnsw_ef_search=self.hnsw_ef_search,
             ivf_nprobe=self.ivf_nprobe,
+            ivf_refine=self.ivf_refine,
         )
 
     def retrieval(self) -> RetrievalConfig:
@@ -190,6 +203,8 @@ class Settings(BaseSettings):
             allow_hub=self.allow_hub,
             backend=self.backend,
             query_cache_size=self.query_cache_size,
+            rerank_max_length=self.rerank_max_length,
+            rerank_backend=self.rerank_backend,
         )
 
     def generation(self, environ: dict[str, str] | None = None) -> GenerationConfig:

@@ -66,16 +66,16 @@ class BackendUnavailableError(RuntimeError):
 # ---- choosing the backend -----------------------------------------------------------------------
 
 
-def check_backend(backend: str) -> Backend:
-    """Validate a backend name (the RAG_APP_BACKEND setting) and say what is missing for it."""
+def check_backend(backend: str, setting: str = "RAG_APP_BACKEND") -> Backend:
+    """Validate a backend name (the `setting` it came from) and say what is missing for it."""
     name = backend.strip().lower()
     if name not in BACKENDS:
-        raise ValueError(f"RAG_APP_BACKEND={backend!r} is not one of {', '.join(BACKENDS)}")
+        raise ValueError(f"{setting}={backend!r} is not one of {', '.join(BACKENDS)}")
     if name != "torch":
         missing = [pkg for pkg in ("onnxruntime", "onnx") if not _importable(pkg)]
         if missing:
             raise BackendUnavailableError(
-                f"RAG_APP_BACKEND={name} needs {' and '.join(missing)}: pip install {' '.join(missing)} "
+                f"{setting}={name} needs {' and '.join(missing)}: pip install {' '.join(missing)} "
                 "(neither changes torch or transformers)"
             )
     return cast(Backend, name)

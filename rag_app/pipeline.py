@@ -67,15 +67,16 @@ def resolve_reranker(spec: str, data_dir: Path, model: ModelConfig) -> Reranker 
     if spec.lower() in ("", "none", "off"):
         return None
     cache_dir = Path(model.onnx_cache_dir) if model.onnx_cache_dir else default_cache_dir(data_dir)
+    backend = model.rerank_backend or model.backend
     if spec.lower() == "auto":
         trained = data_dir / TRAINED_RERANKER_DIR
         if (trained / "config.json").exists():
-            return Reranker(str(trained), max_length=model.max_seq_length, device=model.device,
-                            backend=model.backend, cache_dir=cache_dir)
+            return Reranker(str(trained), max_length=model.rerank_max_length, device=model.device,
+                            backend=backend, cache_dir=cache_dir)
         return None
     resolved = resolve_model(spec, "RAG_APP_RERANK_MODEL")
-    return Reranker(resolved.location, max_length=model.max_seq_length, device=model.device,
-                    allow_hub=model.allow_hub, backend=model.backend, cache_dir=cache_dir)
+    return Reranker(resolved.location, max_length=model.rerank_max_length, device=model.device,
+                    allow_hub=model.allow_hub, backend=backend, cache_dir=cache_dir)
 
 
 @dataclass(frozen=True)
@@ -276,6 +277,7 @@ class RagPipeline:
                 "backend": self.encoder.backend,
                 "reranker": self.reranker.name if self.reranker else None,
                 "reranker_backend": self.reranker.backend if self.reranker else None,
+                "reranker_max_length": self.reranker.max_length if self.reranker else None,
                 "query_cache": None if (stats := self.encoder.query_cache_stats()) is None else {
                     "size": stats.size, "max_size": stats.max_size, "hits": stats.hits, "misses": stats.misses},
                 "chunking": {"chunk_words": self.config.chunking.chunk_words,

@@ -232,11 +232,32 @@ def test_pipeline_wires_the_backend_and_onnx_cache_dir(tmp_path: Path) -> None:
         assert (pipeline.reranker.backend, pipeline.reranker.cache_dir) == ("onnx-int8", data / "models" / "onnx")
         settings = pipeline.info()["settings"]
         assert settings["backend"] == settings["reranker_backend"] == "onnx-int8"
+        assert settings["reranker_max_length"] == models.rerank_max_length
         assert settings["query_cache"] == {"size": 0, "max_size": 1024, "hits": 0, "misses": 0}
     finally:
         pipeline.close()
     explicit = resolve_reranker(str(reranker_dir), data, ModelConfig(onnx_cache_dir=str(tmp_path / "x")))
     assert explicit is not None and (explicit.backend, explicit.cache_dir) == ("onnx", tmp_path / "x")
+    # The cross-encoder's own backend and input cap: int8 reranking beside fp32 vectors needs no reindex.
+    own = resolve_reranker(str(reranker_dir), data, ModelConfig(backend="onnx", rerank_backend="onnx-int8",
+                                                                rerank_max_length=96, max_seq_length=256))
+    assert own is not None and (own.backend, own.max_length) == ("onnx-int8", 96)
+
+
+def test_rerank_settings_are_validated_by_name(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RAG_APP_RERANK_BACKEND", "tensorrt")
+    with pytest.raises(ValidationError, match="RAG_APP_RERANK_BACKEND='tensorrt' is not one of"):
+        Settings(_env_file=None)  # type: ignore[call-arg]
+    with pytest.raises(ValueError, match="RAG_APP_RERANK_BACKEND"):
+        ModelConfig(rerank_backend="tensorrt")
+    monkeypatch.setenv("RAG_APP_RERANK_BACKEND", "")
+    monkeypatch.setenv("RAG_APP_RERANK_MAX_LENGTH", "8")
+    with pytest.raises(ValidationError, match="rerank_max_length"):
+        Settings(_env_file=None)  # type: ignore[call-arg]
+    monkeypatch.setenv("RAG_APP_RERANK_MAX_LENGTH", "128")
+    monkeypatch.setenv("RAG_APP_BACKEND", "torch")
+    models = Settings(_env_file=None).models()  # type: ignore[call-arg]
+    assert (models.rerank_backend, models.rerank_max_length, models.backend) == ("", 128, "torch")
 
 
 @needs_onnx
