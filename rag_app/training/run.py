@@ -219,7 +219,8 @@ def build_examples(prepared: Prepared, index: CorpusIndex, neg: NegativeConfig, 
     return examples
 
 
-def _index(prepared: Prepared, ctx: RunContext, base_spec: str, progress: Progress | None) -> CorpusIndex:
+def corpus_index(prepared: Prepared, ctx: RunContext, base_spec: str, progress: Progress | None) -> CorpusIndex:
+    """The held-out corpus in its own data dir (reused between runs with the same corpus and base model)."""
     base = make_encoder(base_spec, ctx.models)
     root = ctx.work_dir or (ctx.data_dir / "training" / "corpus")
     data_dir = eval_dir_for(root, prepared.data.name, prepared.data.corpus, base, ctx.chunking)
@@ -249,7 +250,7 @@ def run_biencoder(spec: DataSpec, ctx: RunContext, cfg: BiEncoderTrainConfig, ne
     t0 = time.perf_counter()
     prepared = prepare(spec, ctx, progress)
     base_spec = ctx.base_model or ctx.models.embed_model
-    index = _index(prepared, ctx, base_spec, progress)
+    index = corpus_index(prepared, ctx, base_spec, progress)
     timings["prepare+index"] = time.perf_counter() - t0
     try:
         held = prepared.split.held_out
@@ -295,7 +296,7 @@ def run_reranker(spec: DataSpec, ctx: RunContext, cfg: RerankerTrainConfig, neg:
     t0 = time.perf_counter()
     prepared = prepare(spec, ctx, progress)
     dense_spec = ctx.base_model or ctx.models.embed_model
-    index = _index(prepared, ctx, dense_spec, progress)
+    index = corpus_index(prepared, ctx, dense_spec, progress)
     timings["prepare+index"] = time.perf_counter() - t0
     ce_base = base or default_reranker_base()
     try:
