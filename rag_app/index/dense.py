@@ -2,6 +2,13 @@
 
 HNSW cannot remove vectors, so deleted ids are excluded at search time (`exclude`) until the
 next rebuild; the set of deleted ids is derived from the store, never kept here.
+
+IVF-PQ is the low-memory option: its 48-byte codes alone lose too much (recall@10 0.30 at 1M synthetic
+vectors), so it is wrapped in `IndexRefineFlat`, which re-scores `k_factor x k` PQ candidates with the
+exact vectors, and a saved IVF-PQ index is opened with those exact vectors memory-mapped
+(`IO_FLAG_MMAP_IFC`): they stay in the file and the page cache, only the pages a query touches are read,
+and the kernel can drop them under memory pressure. A published index is never modified after loading
+(versions are immutable; updates go to the hot set), which is what makes the read-only mapping safe.
 """
 
 from __future__ import annotations
@@ -94,6 +101,8 @@ class DenseIndex:
                 )
             base.train(vectors)
             base.nprobe = config.ivf_nprobe
+            base = faiss.IndexRefineFlat(base)
+            base.k_factor = float(config.ivf_refine)
         else:
             raise ValueError(f"RAG_APP_INDEX_TYPE={kind!r} is not one of auto, flat, hnsw, ivfpq")
         index = faiss.IndexIDMap2(base)
@@ -112,12 +121,12 @@ class DenseIndex:
         self.index.add_with_ids(np.ascontiguousarray(vectors, dtype=np.float32), np.asarray(ids, dtype=np.int64))
 
     def remove(self, ids: Iterable[int]) -> None:
-        """Real removal (Flat, IVF); HNSW cannot remove, callers exclude or rebuild instead."""
+        """Real removal (Flat); HNSW and refined IVF-PQ cannot remove, callers exclude or rebuild instead."""
         wanted = np.fromiter((int(i) for i in ids), dtype=np.int64)
         if not len(wanted):
             return
-        if self.kind == "hnsw":
-            raise NotImplementedError("HNSW cannot remove vectors; exclude them at search time or rebuild")
+        if self.kind in ("hnsw", "ivfpq"):
+            raise NotImplementedError(f"{self.kind} cannot remove vectors; exclude them at search time or rebuild")
         self.index.remove_ids(faiss.IDSelectorBatch(wanted))
 
     def search(
@@ -153,12 +162,17 @@ class DenseIndex:
 
     @classmethod
     def load(cls, path: Path, kind: str, dim: int, config: IndexConfig) -> DenseIndex:
-        index = faiss.read_index(str(path))
+        # IVF-PQ's exact vectors (the refine stage) stay on disk; see the module docstring.
+        index = faiss.read_index(str(path), faiss.IO_FLAG_MMAP_IFC if kind == "ivfpq" else 0)
         inner = faiss.downcast_index(index.index) if hasattr(index, "index") else index
         if kind == "hnsw" and hasattr(inner, "hnsw"):
             inner.hnsw.efSearch = config.hnsw_ef_search
-        if kind == "ivfpq" and hasattr(inner, "nprobe"):
-            inner.nprobe = config.ivf_nprobe
+        if kind == "ivfpq":
+            if isinstance(inner, faiss.IndexRefine):
+                inner.k_factor = float(config.ivf_refine)
+                inner = faiss.downcast_index(inner.base_index)
+            if hasattr(inner, "nprobe"):
+                inner.nprobe = config.ivf_nprobe
         return cls(index, kind, dim, config)
 
 
