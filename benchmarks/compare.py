@@ -120,7 +120,9 @@ def worker_ours(data: dict[str, Any]) -> dict[str, Any]:
     encoder.warm_up()
     reranker = None
     if data["reranker"]:
-        reranker = Reranker(data["reranker"], max_length=models.max_seq_length, device=models.device)
+        # As the product runs it (resolve_reranker): its own backend and input cap from the settings.
+        reranker = Reranker(data["reranker"], max_length=models.rerank_max_length, device=models.device,
+                            backend=models.rerank_backend or models.backend)
     load_s = time.perf_counter() - t0
     rss_loaded = peak_rss_mb()
     records = [Record(i, title, text) for i, title, text in data["records"]]
@@ -150,7 +152,8 @@ def worker_ours(data: dict[str, Any]) -> dict[str, Any]:
                 log(f"rag_app: timing hybrid + rerank on {len(queries)} queries")
                 rerank, results = rb.time_ours(pipeline, queries, "rerank", data["k"], warmup=WARMUP_QUERY)
                 out["rerank"] = {**rerank, "runs": runs_of(data, results), "loadavg_1min_after": loadavg(),
-                                 "rerank_top_n": pipeline.config.retrieval.rerank_top_n}
+                                 "rerank_top_n": pipeline.config.retrieval.rerank_top_n,
+                                 "backend": reranker.backend, "max_length": reranker.max_length}
             out["retrieval_config"] = {
                 "fusion": pipeline.config.retrieval.fusion, "rrf_k": pipeline.config.retrieval.rrf_k,
                 "bm25_weight": pipeline.config.retrieval.bm25_weight,
@@ -308,12 +311,20 @@ WORKERS = {"ours": worker_ours, "llama": worker_llama, "bm25s": worker_bm25s, "r
 # ---- parent -------------------------------------------------------------------------------------
 
 
-def choose(n_docs: int | None, n_queries: int | None) -> tuple[Any, list[Any]]:
-    """The queries, and the first `n_docs` documents plus every document judged relevant for them."""
+def choose(n_docs: int | None, n_queries: int | None, held_out: bool = False) -> tuple[Any, list[Any]]:
+    """The queries (with `held_out`, only those `rag-app train` holds out of SciFact train: 20%, seed 13),
+    and the first `n_docs` documents plus every document judged relevant for them."""
     from rag_app.beir import load_corpus
     from rag_app.evaluation import load_benchmark
 
-    bench = load_benchmark(SCIFACT, "train", n_queries)
+    bench = load_benchmark(SCIFACT, "train", None if held_out else n_queries)
+    if held_out:
+        from rag_app.training.pairs import from_beir, split_heldout
+
+        held = split_heldout(from_beir(SCIFACT, "train")).held_out.qrels
+        chosen = [q for q in bench.queries if q in held][: n_queries or None]
+        bench = replace(bench, queries={q: bench.queries[q] for q in chosen},
+                        qrels={q: bench.qrels[q] for q in chosen})
     corpus = load_corpus(SCIFACT)
     if n_docs is None:
         return bench, corpus
@@ -462,6 +473,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--docs", type=int, default=None,
                         help="first N documents plus those judged relevant for the queries (default: all 5,183)")
     parser.add_argument("--queries", type=int, default=None, help="first N judged train queries (default: all 809)")
+    parser.add_argument("--held-out", action="store_true",
+                        help="only the 20%% of SciFact train queries `rag-app train` holds out (seed 13): the rerank "
+                             "rows with a cross-encoder trained by `benchmarks/training.py scifact-ce` never saw them")
     parser.add_argument("--k", type=int, default=30, help="passages returned per query (max-pooled to 10 documents)")
     parser.add_argument("--reranker", help="cross-encoder folder for the rerank rows (default: RAG_APP_RERANK_MODEL "
                                            "or a trained one in the data dir)")
@@ -489,7 +503,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(json.dumps({"error": f"SciFact not found at {SCIFACT}"}))
         return 2
     started = time.perf_counter()
-    bench, docs = choose(args.docs, args.queries)
+    bench, docs = choose(args.docs, args.queries, args.held_out)
     records = [(d.id, d.title, d.text) for d in docs]
     model_path, reranker, no_reranker = resolve_models(args)
     from rag_app.config import Settings
@@ -517,7 +531,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "machine": {"python": platform.python_version(), "cpus": os.cpu_count(), "platform": platform.platform(),
                     "loadavg_at_end": [round(x, 2) for x in os.getloadavg()],
                     "thread_env": {v: os.environ.get(v) for v in THREAD_ENV}},
-        "data": {"dataset": "SciFact train", "documents": len(records), "queries": len(bench.queries),
+        "data": {"dataset": "SciFact train" + (" held-out 20% (seed 13)" if args.held_out else ""),
+                 "documents": len(records), "queries": len(bench.queries),
                  "subset": f"first {args.docs} documents + all judged relevant" if args.docs else "full corpus",
                  "k_passages": args.k, "candidates_per_side": retrieval_cfg.bm25_candidates,
                  "lexical_passages": len(data.get("passage_texts", []))},
