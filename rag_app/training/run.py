@@ -254,7 +254,9 @@ def run_biencoder(spec: DataSpec, ctx: RunContext, cfg: BiEncoderTrainConfig, ne
     timings["prepare+index"] = time.perf_counter() - t0
     try:
         held = prepared.split.held_out
-        current_reranker = Reranker(ctx.reranker, max_length=ctx.models.max_seq_length) if ctx.reranker else None
+        # The installed reranker as the product runs it (its own input cap), for the hybrid + rerank rows.
+        current_reranker = (Reranker(ctx.reranker, max_length=ctx.models.rerank_max_length)
+                            if ctx.reranker else None)
         t = time.perf_counter()
         before = index.evaluate(held.queries, held.qrels, index.base, current_reranker, progress=progress)
         timings["evaluate before"] = time.perf_counter() - t
