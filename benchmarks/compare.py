@@ -122,7 +122,7 @@ def worker_ours(data: dict[str, Any]) -> dict[str, Any]:
     if data["reranker"]:
         # As the product runs it (resolve_reranker): its own backend and input cap from the settings.
         reranker = Reranker(data["reranker"], max_length=models.rerank_max_length, device=models.device,
-                            backend=models.rerank_backend or models.backend)
+                            backend=models.reranker_backend)
     load_s = time.perf_counter() - t0
     rss_loaded = peak_rss_mb()
     records = [Record(i, title, text) for i, title, text in data["records"]]

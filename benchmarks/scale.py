@@ -52,15 +52,23 @@ def log(message: str) -> None:
     print(f"[scale] {message}", file=sys.stderr, flush=True)
 
 
-def rss_mb() -> float:
+def status_mb(*fields: str) -> dict[str, float]:
+    """Memory fields of /proc/self/status in MB (VmRSS; RssAnon = heap, RssFile = memory-mapped pages,
+    reclaimable page cache); NaN where unavailable."""
+    out = dict.fromkeys(fields, float("nan"))
     try:
         with open("/proc/self/status") as fh:
             for line in fh:
-                if line.startswith("VmRSS:"):
-                    return round(int(line.split()[1]) / 1024, 1)
+                name = line.split(":")[0]
+                if name in out:
+                    out[name] = round(int(line.split()[1]) / 1024, 1)
     except OSError:
         pass
-    return float("nan")
+    return out
+
+
+def rss_mb() -> float:
+    return status_mb("VmRSS")["VmRSS"]
 
 
 def peak_rss_mb() -> float:
@@ -143,16 +151,6 @@ def _inner(index: Any) -> Any:
     return faiss.downcast_index(inner.base_index) if isinstance(inner, faiss.IndexRefine) else inner
 
 
-def rss_parts_mb() -> dict[str, float]:
-    """Anonymous (heap) and file-backed (memory-mapped, reclaimable page cache) resident memory."""
-    out: dict[str, float] = {}
-    with open("/proc/self/status") as fh:
-        for line in fh:
-            if line.startswith(("RssAnon:", "RssFile:")):
-                out[line.split(":")[0]] = round(int(line.split()[1]) / 1024, 1)
-    return out
-
-
 def worker_serve(kind: str, index_path: Path, queries_path: Path, truth_path: Path, n_latency: int,
                  ivf_nlist: int) -> dict[str, Any]:
     import faiss
@@ -160,12 +158,12 @@ def worker_serve(kind: str, index_path: Path, queries_path: Path, truth_path: Pa
     from rag_app.index.dense import DenseIndex
 
     base_rss = rss_mb()
-    base_parts = rss_parts_mb()
+    base_parts = status_mb("RssAnon", "RssFile")
     t0 = time.perf_counter()
     index = DenseIndex.load(index_path, kind, DIM, _config(kind, ivf_nlist))
     load_s = time.perf_counter() - t0
     loaded_rss = rss_mb()
-    loaded_parts = rss_parts_mb()
+    loaded_parts = status_mb("RssAnon", "RssFile")
     queries = np.load(queries_path)
     truth = np.load(truth_path)
     default_threads = faiss.omp_get_max_threads()
@@ -196,7 +194,7 @@ def worker_serve(kind: str, index_path: Path, queries_path: Path, truth_path: Pa
                                                             "n": len(lat)}
         faiss.omp_set_num_threads(default_threads)
         rows.append(row)
-    after = rss_parts_mb()
+    after = status_mb("RssAnon", "RssFile")
     return {"load_s": round(load_s, 3), "rss_before_load_mb": base_rss, "rss_after_load_mb": loaded_rss,
             "index_rss_mb": round(loaded_rss - base_rss, 1), "serve_peak_rss_mb": peak_rss_mb(),
             "index_rss_anon_mb": round(loaded_parts["RssAnon"] - base_parts["RssAnon"], 1),

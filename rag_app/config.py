@@ -82,6 +82,10 @@ class ModelConfig:
         if self.query_cache_size < 0:
             raise ValueError(f"query_cache_size must be >= 0, got {self.query_cache_size}")
 
+    @property
+    def reranker_backend(self) -> str:
+        return self.rerank_backend or self.backend
+
 
 @dataclass(frozen=True)
 class GenerationConfig:

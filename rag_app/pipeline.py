@@ -67,7 +67,7 @@ def resolve_reranker(spec: str, data_dir: Path, model: ModelConfig) -> Reranker 
     if spec.lower() in ("", "none", "off"):
         return None
     cache_dir = Path(model.onnx_cache_dir) if model.onnx_cache_dir else default_cache_dir(data_dir)
-    backend = model.rerank_backend or model.backend
+    backend = model.reranker_backend
     if spec.lower() == "auto":
         trained = data_dir / TRAINED_RERANKER_DIR
         if (trained / "config.json").exists():
