@@ -34,7 +34,8 @@ Design choices:
     `rag-app eval` uses for nDCG@10), so quality differences come from chunking, scoring and fusion;
   * rerank rows run only with a real cross-encoder (`--reranker PATH`, or the one `RAG_APP_RERANK_MODEL`
     names, or one `rag-app train` adopted in the data dir); none ships offline, so otherwise the rows say
-    why they are absent. Both rerank k candidates: rag_app its `rerank_top_n` head (30), llama-index all k;
+    why they are absent. rag_app reranks its `rerank_top_n` head (default 20, at `RAG_APP_RERANK_MAX_LENGTH`
+    word pieces, blended with the fused score), llama-index all k nodes (the cross-encoder's order alone);
   * `--docs N` keeps the first N documents plus every document judged relevant for the chosen queries
     (encoding all 5,183 abstracts takes minutes per system on 2 cores); the full corpus is the default.
 
